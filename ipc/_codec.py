@@ -1,0 +1,199 @@
+"""msgpack codec: typed messages <-> ZeroMQ frames.
+
+The only module that sees raw lists. Decoding checks every field's type, so
+a malformed or hostile frame becomes a :class:`ProtocolError` with a message
+that says what was wrong, never an exception from deep inside the daemon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
+
+from ._errors import MessageTooLarge, PayloadError, ProtocolError
+from ._messages import MESSAGE_TYPES, Kind, Message, ToolSpec, WireError
+
+_Check = Callable[[Any], Any]
+
+
+def _int(v: Any) -> int:
+    if type(v) is not int:
+        raise TypeError("an integer")
+    return v
+
+
+def _float(v: Any) -> float:
+    if type(v) is float:
+        return v
+    if type(v) is int:
+        return float(v)
+    raise TypeError("a number")
+
+
+def _str(v: Any) -> str:
+    if type(v) is not str:
+        raise TypeError("a string")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if type(v) is not bool:
+        raise TypeError("a boolean")
+    return v
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    if type(v) is not dict:
+        raise TypeError("a map")
+    return v
+
+
+def _any(v: Any) -> Any:
+    return v
+
+
+def _wire_error(v: Any) -> WireError | None:
+    if v is None:
+        return None
+    if type(v) is not list or len(v) != 3:
+        raise TypeError("nil or an error [type, message, details]")
+    return WireError(_str(v[0]), _str(v[1]), _dict(v[2]))
+
+
+def _tools(v: Any) -> list[ToolSpec]:
+    if type(v) is not list:
+        raise TypeError("a list of tools")
+    out = []
+    for item in v:
+        if type(item) is not list or len(item) != 4:
+            raise TypeError("a list of tools [name, description, schema, idempotent]")
+        out.append(ToolSpec(_str(item[0]), _str(item[1]), _dict(item[2]), _bool(item[3])))
+    return out
+
+
+_CHECKS: dict[str, _Check] = {
+    "int": _int,
+    "float": _float,
+    "str": _str,
+    "bool": _bool,
+    "dict[str, Any]": _dict,
+    "Any": _any,
+    "WireError | None": _wire_error,
+    "list[ToolSpec]": _tools,
+}
+
+
+class _Spec:
+    """What the codec knows of one message class, computed once."""
+
+    __slots__ = ("checks", "cls", "has_payload", "names", "required")
+
+    def __init__(self, cls: type[Message]) -> None:
+        fields = [f for f in dataclasses.fields(cls) if f.name != "payload"]
+        self.cls = cls
+        self.names = tuple(f.name for f in fields)
+        self.checks = tuple(_CHECKS[str(f.type)] for f in fields)
+        self.required = sum(
+            1
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+        self.has_payload = cls.HAS_PAYLOAD
+
+
+_SPECS: dict[int, _Spec] = {int(cls.KIND): _Spec(cls) for cls in MESSAGE_TYPES}
+_SPECS_BY_CLASS: dict[type[Message], _Spec] = {s.cls: s for s in _SPECS.values()}
+
+
+def _packb(value: Any) -> bytes:
+    # msgpack.Packer instances are not thread-safe; packb makes one per call.
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, (WireError, ToolSpec)):
+        return value.to_wire()
+    if type(value) is list and value and isinstance(value[0], ToolSpec):
+        return [t.to_wire() for t in value]
+    return value
+
+
+def encode(msg: Message) -> list[bytes]:
+    """Frames for ``msg``: the header, then the payload if the kind has one."""
+    spec = _SPECS_BY_CLASS[type(msg)]
+    header = _packb([int(msg.KIND), *[_to_wire(getattr(msg, n)) for n in spec.names]])
+    if spec.has_payload:
+        return [header, msg.payload]  # type: ignore[attr-defined]
+    return [header]
+
+
+def decode(frames: Sequence[bytes], *, max_bytes: int | None = None) -> Message:
+    """Parse frames into a message, or raise ProtocolError / MessageTooLarge."""
+    if not frames or len(frames) > 2:
+        raise ProtocolError(f"expected 1 or 2 frames, got {len(frames)}")
+    if max_bytes is not None:
+        size = sum(len(f) for f in frames)
+        if size > max_bytes:
+            raise MessageTooLarge(f"message of {size} bytes exceeds the limit of {max_bytes}")
+    try:
+        raw = msgpack.unpackb(frames[0], raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"header is not valid msgpack: {exc}") from None
+    if type(raw) is not list or not raw or type(raw[0]) is not int:
+        raise ProtocolError("header must be a list starting with an integer kind")
+    spec = _SPECS.get(raw[0])
+    if spec is None:
+        raise ProtocolError(f"unknown message kind {raw[0]}")
+    values = raw[1:]
+    if not spec.required <= len(values) <= len(spec.names):
+        raise ProtocolError(
+            f"{spec.cls.__name__} takes {spec.required}..{len(spec.names)} fields, "
+            f"got {len(values)}"
+        )
+    args = []
+    for name, check, value in zip(spec.names, spec.checks, values, strict=False):
+        try:
+            args.append(check(value))
+        except TypeError as exc:
+            raise ProtocolError(f"{spec.cls.__name__}.{name} must be {exc}") from None
+    if spec.has_payload:
+        payload = frames[1] if len(frames) == 2 else b""
+        return spec.cls(*args, payload=payload)  # type: ignore[call-arg]
+    if len(frames) == 2:
+        raise ProtocolError(f"{spec.cls.__name__} takes no payload frame")
+    return spec.cls(*args)
+
+
+def kind_of(frames: Sequence[bytes]) -> Kind | None:
+    """The kind of a header without decoding it (None if unreadable)."""
+    if not frames or not frames[0]:
+        return None
+    try:
+        raw = msgpack.unpackb(frames[0], raw=False, strict_map_key=False)
+        return Kind(raw[0])
+    except Exception:
+        return None
+
+
+# --- payloads: arguments and results ------------------------------------------
+
+
+def encode_payload(value: Any) -> bytes:
+    """msgpack bytes of a call's arguments or result, or PayloadError naming
+    the type that msgpack cannot carry."""
+    try:
+        return _packb(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PayloadError(f"value cannot be encoded as msgpack: {exc}") from None
+
+
+def decode_payload(data: bytes) -> Any:
+    if not data:
+        return None
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise PayloadError(f"payload is not valid msgpack: {exc}") from None

@@ -1,0 +1,285 @@
+"""Typed messages of the zskill wire protocol.
+
+Every message travels as one or two ZeroMQ frames (after the routing id a
+ROUTER socket adds): a msgpack *header* array ``[kind, field, field, ...]``
+and, for calls and results, an opaque *payload* frame (the msgpack-encoded
+arguments or result). The daemon routes on the header alone and forwards the
+payload untouched, so a call's arguments are encoded once by the caller and
+decoded once by the skill.
+
+Two channels:
+
+    skill process (DEALER)  <->  daemon "workers" socket (ROUTER)
+        Hello, Welcome, Reject, Call, Result, Heartbeat,
+        HealthCheck, HealthReply, Drain, Drained, Bye
+
+    client (DEALER)         <->  daemon "control" socket (ROUTER)
+        Request, CallRequest, Reply, CallReply, Progress
+
+    daemon "events" socket (PUB) -> subscribers: Event (topic = skill name)
+
+Only :mod:`ipc._codec` turns these into raw lists and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, ClassVar
+
+
+class Kind(IntEnum):
+    """The first element of every header."""
+
+    HELLO = 1
+    WELCOME = 2
+    REJECT = 3
+    CALL = 4
+    RESULT = 5
+    HEARTBEAT = 6
+    HEALTH_CHECK = 7
+    HEALTH_REPLY = 8
+    DRAIN = 9
+    DRAINED = 10
+    BYE = 11
+
+    REQUEST = 20
+    CALL_REQUEST = 21
+    REPLY = 22
+    CALL_REPLY = 23
+    PROGRESS = 24
+
+    EVENT = 30
+
+
+@dataclass(slots=True)
+class Message:
+    """Base of every message. ``KIND`` picks the class on decode; ``HAS_PAYLOAD``
+    says whether a second frame follows the header."""
+
+    KIND: ClassVar[Kind]
+    HAS_PAYLOAD: ClassVar[bool] = False
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    """A tool as a skill announces it: JSON Schema of its arguments included."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    idempotent: bool = False
+
+    def to_wire(self) -> list[Any]:
+        return [self.name, self.description, self.input_schema, self.idempotent]
+
+
+@dataclass(slots=True)
+class WireError:
+    """An error as it crosses the wire: a type name, a message, and details
+    (plain data: for a handler's exception, ``remote_type`` and ``traceback``)."""
+
+    type: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> list[Any]:
+        return [self.type, self.message, self.details]
+
+
+# --- skill process <-> daemon ------------------------------------------------
+
+
+@dataclass(slots=True)
+class Hello(Message):
+    """First message of a skill process: who it is and what it serves."""
+
+    KIND: ClassVar[Kind] = Kind.HELLO
+    protocol: int
+    skill: str
+    version: str
+    instance: str
+    pid: int
+    concurrency: int
+    tools: list[ToolSpec]
+    has_health: bool
+    secret: str = ""
+
+
+@dataclass(slots=True)
+class Welcome(Message):
+    """The daemon accepts a hello; timing of the application heartbeat."""
+
+    KIND: ClassVar[Kind] = Kind.WELCOME
+    protocol: int
+    heartbeat_s: float
+    liveness_s: float
+
+
+@dataclass(slots=True)
+class Reject(Message):
+    """The daemon refuses a hello (wrong protocol, name, secret...)."""
+
+    KIND: ClassVar[Kind] = Kind.REJECT
+    reason: str
+
+
+@dataclass(slots=True)
+class Call(Message):
+    """Run one tool. Payload: the msgpack-encoded arguments map."""
+
+    KIND: ClassVar[Kind] = Kind.CALL
+    HAS_PAYLOAD: ClassVar[bool] = True
+    call_id: int
+    tool: str
+    timeout_s: float
+    payload: bytes = b""
+
+
+@dataclass(slots=True)
+class Result(Message):
+    """Outcome of one call. Payload: the msgpack-encoded result when ``error``
+    is None; empty otherwise."""
+
+    KIND: ClassVar[Kind] = Kind.RESULT
+    HAS_PAYLOAD: ClassVar[bool] = True
+    call_id: int
+    error: WireError | None
+    payload: bytes = b""
+
+
+@dataclass(slots=True)
+class Heartbeat(Message):
+    """Sent both ways every ``heartbeat_s``: proves the sender's Python runs."""
+
+    KIND: ClassVar[Kind] = Kind.HEARTBEAT
+    in_flight: int = 0
+
+
+@dataclass(slots=True)
+class HealthCheck(Message):
+    """Run the skill's health hook."""
+
+    KIND: ClassVar[Kind] = Kind.HEALTH_CHECK
+    check_id: int
+    timeout_s: float
+
+
+@dataclass(slots=True)
+class HealthReply(Message):
+    KIND: ClassVar[Kind] = Kind.HEALTH_REPLY
+    check_id: int
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Drain(Message):
+    """Take no new call, finish the running ones, answer Drained, exit."""
+
+    KIND: ClassVar[Kind] = Kind.DRAIN
+
+
+@dataclass(slots=True)
+class Drained(Message):
+    KIND: ClassVar[Kind] = Kind.DRAINED
+
+
+@dataclass(slots=True)
+class Bye(Message):
+    """The skill process is about to exit on its own."""
+
+    KIND: ClassVar[Kind] = Kind.BYE
+    reason: str = ""
+
+
+# --- client <-> daemon ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Request(Message):
+    """A control operation (``list``, ``stop``, ``upgrade``...). ``args`` is the
+    operation's keyword arguments; the control server validates them."""
+
+    KIND: ClassVar[Kind] = Kind.REQUEST
+    req_id: int
+    op: str
+    args: dict[str, Any]
+
+
+@dataclass(slots=True)
+class CallRequest(Message):
+    """Call ``skill.tool``. Payload: the msgpack-encoded arguments map."""
+
+    KIND: ClassVar[Kind] = Kind.CALL_REQUEST
+    HAS_PAYLOAD: ClassVar[bool] = True
+    req_id: int
+    skill: str
+    tool: str
+    timeout_s: float
+    payload: bytes = b""
+
+
+@dataclass(slots=True)
+class Reply(Message):
+    """Final answer to a Request: ``body`` on success, ``error`` otherwise."""
+
+    KIND: ClassVar[Kind] = Kind.REPLY
+    req_id: int
+    body: Any
+    error: WireError | None = None
+
+
+@dataclass(slots=True)
+class CallReply(Message):
+    """Final answer to a CallRequest. Payload: the result (when no error),
+    exactly as the skill encoded it; ``version`` names who served it."""
+
+    KIND: ClassVar[Kind] = Kind.CALL_REPLY
+    HAS_PAYLOAD: ClassVar[bool] = True
+    req_id: int
+    version: str
+    error: WireError | None
+    payload: bytes = b""
+
+
+@dataclass(slots=True)
+class Progress(Message):
+    """A non-final update for a Request still running (upgrade steps, log lines)."""
+
+    KIND: ClassVar[Kind] = Kind.PROGRESS
+    req_id: int
+    body: Any
+
+
+@dataclass(slots=True)
+class Event(Message):
+    """A lifecycle or deployment event, published with the skill as topic."""
+
+    KIND: ClassVar[Kind] = Kind.EVENT
+    seq: int
+    time: float
+    skill: str
+    type: str
+    data: dict[str, Any]
+
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Hello,
+    Welcome,
+    Reject,
+    Call,
+    Result,
+    Heartbeat,
+    HealthCheck,
+    HealthReply,
+    Drain,
+    Drained,
+    Bye,
+    Request,
+    CallRequest,
+    Reply,
+    CallReply,
+    Progress,
+    Event,
+)

@@ -1,0 +1,89 @@
+"""Where the daemon's sockets live, and the options every zskill socket gets.
+
+A run dir holds three ipc:// sockets:
+
+    control.sock   ROUTER   clients: calls and control operations
+    workers.sock   ROUTER   skill processes
+    events.sock    PUB      lifecycle and deployment events
+
+ipc:// paths are limited to about 107 bytes (sun_path). When a run dir's
+socket paths would be longer, the sockets go to a short directory under
+``/tmp`` whose name is a hash of the run dir, so daemon and clients compute
+the same place from the same run dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+PROTOCOL_VERSION = 1
+"""Carried in every hello; a skill speaking another version is refused."""
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Default limit on one message (header and payload together)."""
+
+_SUN_PATH_MAX = 107
+_LONGEST_NAME = "workers.sock"
+
+ENV_ENDPOINT = "ZSKILL_ENDPOINT"
+ENV_INSTANCE = "ZSKILL_INSTANCE"
+ENV_SECRET = "ZSKILL_SECRET"
+ENV_SKILL = "ZSKILL_SKILL"
+ENV_CONCURRENCY = "ZSKILL_CONCURRENCY"
+ENV_MAX_MESSAGE_BYTES = "ZSKILL_MAX_MESSAGE_BYTES"
+"""Environment a spawned skill process receives (the secret never on argv)."""
+
+
+def socket_dir(run_dir: Path) -> Path:
+    """The directory holding the sockets of ``run_dir``."""
+    run_dir = Path(os.path.abspath(run_dir))
+    if len(str(run_dir / _LONGEST_NAME)) <= _SUN_PATH_MAX:
+        return run_dir
+    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"zskill-{os.getuid()}" / digest
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    control: str
+    workers: str
+    events: str
+
+    @classmethod
+    def for_run_dir(cls, run_dir: Path) -> Endpoints:
+        d = socket_dir(run_dir)
+        return cls(
+            control=f"ipc://{d / 'control.sock'}",
+            workers=f"ipc://{d / 'workers.sock'}",
+            events=f"ipc://{d / 'events.sock'}",
+        )
+
+    def paths(self) -> list[Path]:
+        """Socket files behind the ipc:// endpoints."""
+        return [
+            Path(e.removeprefix("ipc://"))
+            for e in (self.control, self.workers, self.events)
+            if e.startswith("ipc://")
+        ]
+
+
+def configure(sock: zmq.Socket[bytes], *, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    """Options every zskill socket gets.
+
+    LINGER 0: closing never hangs on unsent messages (the daemon keeps its own
+    queue; nothing important waits in ZeroMQ buffers). MAXMSGSIZE: a peer
+    sending more than the limit (plus room for the header) is disconnected
+    before it can fill our memory. ROUTER_MANDATORY: sending to a peer that is
+    gone raises instead of silently dropping the message.
+    """
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_bytes + 65536)
+    if sock.type == zmq.ROUTER:
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.setsockopt(zmq.RCVHWM, 100_000)

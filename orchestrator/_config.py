@@ -1,0 +1,152 @@
+"""zskill.toml: the daemon's settings and one table per skill.
+
+    [daemon]
+    run_dir = ".zskill"              # relative to the config file
+
+    [skills.echo]
+    path = "skills/examples/echo"    # the process's cwd, relative to the config file
+    command = ["python", "main.py"]  # "python" is the daemon's own interpreter
+    concurrency = 8
+    env = { LEVEL = "info" }
+    start_timeout_s = 10
+    health_timeout_s = 5
+    grace_s = 30
+
+Unknown keys and wrong types are errors naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ipc import MAX_MESSAGE_BYTES, ConfigError
+
+DEFAULT_CONFIG = "zskill.toml"
+SKILL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DaemonSettings(_Strict):
+    run_dir: str = ".zskill"
+    heartbeat_s: float = Field(default=1.0, gt=0)
+    liveness_s: float = Field(default=5.0, gt=0)
+    call_timeout_s: float = Field(default=60.0, gt=0)
+    max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, gt=1024)
+    releases_kept: int = Field(default=5, ge=1)
+
+
+class SkillSettings(_Strict):
+    path: str
+    command: list[str] = Field(min_length=1)
+    concurrency: int = Field(default=8, ge=1, le=10_000)
+    env: dict[str, str] = Field(default_factory=dict)
+    start_timeout_s: float = Field(default=10.0, gt=0)
+    health_timeout_s: float = Field(default=5.0, gt=0)
+    grace_s: float = Field(default=30.0, ge=0)
+    autostart: bool = True
+    restart: Literal["on-failure", "always", "never"] = "on-failure"
+    max_restarts: int = Field(default=5, ge=0)
+    restart_window_s: float = Field(default=60.0, gt=0)
+    backoff_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+
+
+class _File(_Strict):
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    skills: dict[str, SkillSettings] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SkillConfig:
+    """One skill's settings with paths resolved."""
+
+    name: str
+    path: Path
+    command: tuple[str, ...]
+    settings: SkillSettings
+
+    def argv(self) -> list[str]:
+        """The argv to start the skill; ``python`` is this interpreter."""
+        cmd = list(self.command)
+        if cmd[0] in ("python", "python3"):
+            cmd[0] = sys.executable
+        return cmd
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    run_dir: Path
+    daemon: DaemonSettings
+    skills: dict[str, SkillConfig]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _explain(exc: ValidationError, path: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        key = _dotted(err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key {key!r}")
+        elif err["type"] == "missing":
+            lines.append(f"{path}: missing key {key!r}")
+        else:
+            lines.append(f"{path}: key {key!r}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse(data: dict[str, Any], path: Path) -> Config:
+    """Validate a parsed TOML document; raise ConfigError naming key and file."""
+    try:
+        raw = _File.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path), file=str(path)) from None
+    base = path.parent
+    skills = {}
+    for name, s in raw.skills.items():
+        if not SKILL_NAME.match(name):
+            raise ConfigError(
+                f"{path}: skill name {name!r} must start with a letter and hold only "
+                "letters, digits, '-' and '_' (at most 64)",
+                file=str(path),
+            )
+        skills[name] = SkillConfig(name, (base / s.path).resolve(), tuple(s.command), s)
+    run_dir = (base / raw.daemon.run_dir).resolve()
+    return Config(path=path, run_dir=run_dir, daemon=raw.daemon, skills=skills)
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Read ``path`` (default ./zskill.toml)."""
+    p = Path(path if path is not None else DEFAULT_CONFIG).expanduser()
+    p = p.absolute()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{p}: no such config file (pass --config PATH, or run where zskill.toml is)",
+            file=str(p),
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}", file=str(p)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}", file=str(p)) from None
+    return parse(data, p)

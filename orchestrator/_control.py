@@ -1,0 +1,150 @@
+"""The control API: operations a client may ask of the daemon.
+
+Each handler takes the request's arguments and a ``reply`` it must call
+exactly once (now, or later when a long operation ends); ``progress`` sends
+non-final updates. Arguments are checked here: a bad one is a clear
+``BadRequest``, never a crash of the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ipc import PROTOCOL_VERSION, BadRequest, SkillNotFound, ZskillError
+
+from ._events import EventLog
+from ._lifecycle import Lifecycle
+from ._procs import SkillRuntime
+from ._releases import ReleaseStore, as_dict
+from ._supervisor import Supervisor
+
+log = logging.getLogger("zskill.control")
+
+Reply = Callable[[Any, Exception | None], None]
+Progress = Callable[[Any], None]
+
+
+class ControlServer:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        lifecycle: Lifecycle,
+        events: EventLog,
+        releases: ReleaseStore,
+        info: dict[str, Any],
+        shutdown: Callable[[], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.sup = supervisor
+        self.life = lifecycle
+        self.events = events
+        self.releases = releases
+        self.info = info
+        self._shutdown = shutdown
+        self.clock = clock
+        self._ops: dict[str, Callable[[dict[str, Any], Reply, Progress], None]] = {
+            "ping": self.op_ping,
+            "list": self.op_list,
+            "tools": self.op_tools,
+            "start": self.op_start,
+            "stop": self.op_stop,
+            "restart": self.op_restart,
+            "upgrade": self.op_upgrade,
+            "rollback": self.op_rollback,
+            "releases": self.op_releases,
+            "events": self.op_events,
+            "shutdown": self.op_shutdown,
+        }
+
+    def handle(self, op: str, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        handler = self._ops.get(op)
+        if handler is None:
+            reply(
+                None, BadRequest(f"unknown operation {op!r}; known: {', '.join(sorted(self._ops))}")
+            )
+            return
+        try:
+            handler(args, reply, progress)
+        except ZskillError as exc:
+            reply(None, exc)
+        except Exception as exc:  # a bug must not take the daemon down
+            log.exception("control operation %r failed", op)
+            reply(None, ZskillError(f"internal error in {op!r}: {type(exc).__name__}: {exc}"))
+
+    # --- argument helpers ------------------------------------------------------
+
+    def _skill(self, args: dict[str, Any]) -> SkillRuntime:
+        name = args.get("skill")
+        if not isinstance(name, str):
+            raise BadRequest("argument 'skill' (a skill name) is required")
+        rt = self.sup.skills.get(name)
+        if rt is None:
+            known = ", ".join(sorted(self.sup.skills)) or "none"
+            raise SkillNotFound(f"no skill {name!r} in the config (known: {known})", skill=name)
+        return rt
+
+    # --- operations ------------------------------------------------------------
+
+    def op_ping(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        reply({**self.info, "pid": os.getpid(), "protocol": PROTOCOL_VERSION}, None)
+
+    def op_list(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        now = self.clock()
+        reply([self.sup.status(rt, now) for rt in self.sup.skills.values()], None)
+
+    def op_tools(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        rts = [self._skill(args)] if args.get("skill") is not None else self.sup.skills.values()
+        out = {}
+        for rt in rts:
+            active = rt.active()
+            if not active:
+                continue
+            out[rt.name] = [
+                {
+                    "name": t.name,
+                    "description": t.description,
+                    "input_schema": t.input_schema,
+                    "idempotent": t.idempotent,
+                }
+                for t in active[0].inst.tools.values()
+            ]
+        reply(out, None)
+
+    def op_start(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        self.life.start(self._skill(args), reply)
+
+    def op_stop(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        self.life.stop(self._skill(args), reply)
+
+    def op_restart(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        self.life.restart(self._skill(args), reply)
+
+    def op_upgrade(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        src = args.get("from")
+        if src is not None and not isinstance(src, str):
+            raise BadRequest("argument 'from' must be a directory path")
+        self.life.upgrade(self._skill(args), src, reply, progress)
+
+    def op_rollback(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        self.life.rollback(self._skill(args), reply, progress)
+
+    def op_releases(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        rt = self._skill(args)
+        rels = [as_dict(r) for r in reversed(self.releases.all(rt.name))]
+        reply(rels, None)
+
+    def op_events(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        skill = args.get("skill")
+        limit = args.get("limit", 100)
+        if skill is not None and not isinstance(skill, str):
+            raise BadRequest("argument 'skill' must be a skill name")
+        if type(limit) is not int:
+            raise BadRequest("argument 'limit' must be an integer")
+        reply(self.events.query(skill, limit), None)
+
+    def op_shutdown(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        reply({}, None)
+        self._shutdown()

@@ -1,0 +1,151 @@
+"""Skill processes at the OS level: spawn, signal a whole tree, reap.
+
+Skills start as fresh interpreters (exec, never fork of the daemon: a ZeroMQ
+context must not cross a fork) in a session of their own, so their process
+group is theirs to signal. The daemon makes itself a child subreaper, so a
+skill's grandchildren that outlive it are re-parented to the daemon, where
+they can still be found and killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger("zskill.process")
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants of our children get re-parented to us (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(eq=False, slots=True)
+class Child:
+    """A spawned skill process: its pid, output pipes and what we know of its tree."""
+
+    pid: int
+    popen: subprocess.Popen[bytes]
+    stdout_fd: int | None
+    stderr_fd: int | None
+    tree: set[int] = field(default_factory=set)
+    exit_code: int | None = None  # as waitpid told: >= 0 exit status, < 0 signal
+
+    @property
+    def alive(self) -> bool:
+        return self.exit_code is None
+
+    def describe_exit(self) -> str:
+        code = self.exit_code
+        if code is None:
+            return "is running"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"was killed by {name}"
+        return f"exited with code {code}"
+
+
+def spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
+    """Start ``argv`` in ``cwd`` with ``env`` added to our environment.
+    Raises OSError (e.g. FileNotFoundError) when it cannot start."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    popen = subprocess.Popen(
+        argv,
+        cwd=str(cwd),
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
+    )
+    out = popen.stdout.fileno() if popen.stdout else None
+    err = popen.stderr.fileno() if popen.stderr else None
+    for fd in (out, err):
+        if fd is not None:
+            os.set_blocking(fd, False)
+    return Child(popen.pid, popen, out, err, {popen.pid})
+
+
+def descendants(pid: int) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def signal_tree(child: Child, sig: signal.Signals) -> None:
+    """Send ``sig`` to the child, its process group, and every descendant we
+    have seen (a descendant may have left the group with setsid)."""
+    if child.alive:
+        child.tree |= descendants(child.pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, sig)
+    for pid in list(child.tree):
+        if pid == child.pid and not child.alive:
+            continue  # reaped: the pid may already belong to someone else
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            if pid != child.pid:
+                child.tree.discard(pid)
+        except PermissionError:
+            child.tree.discard(pid)
+
+
+def tree_alive(child: Child) -> bool:
+    """Whether any process of the child's tree still runs (zombies count as gone)."""
+    if child.alive:
+        return True
+    for pid in list(child.tree):
+        if pid == child.pid:
+            continue
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            pass
+        child.tree.discard(pid)
+    return False
+
+
+def reap() -> Iterable[tuple[int, int]]:
+    """Collect every exited child: (pid, code) with code < 0 for a signal."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if os.WIFSIGNALED(status):
+            yield pid, -os.WTERMSIG(status)
+        elif os.WIFEXITED(status):
+            yield pid, os.WEXITSTATUS(status)
+
+
+def close_pipes(child: Child) -> None:
+    for f in (child.popen.stdout, child.popen.stderr):
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()

@@ -1,0 +1,97 @@
+"""What the daemon holds per skill process and per skill."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._config import SkillConfig
+from ._logs import LogFile, StreamCapture
+from ._process import Child
+from ._releases import Release
+from ._rollout import Rollout
+from ._router import Instance, InstanceState
+
+
+@dataclass(eq=False, slots=True)
+class Proc:
+    """One skill process: the router's view plus the OS process and timers."""
+
+    inst: Instance
+    child: Child
+    source: Path
+    secret: str
+    spawned_at: float
+    spawned_wall: float
+    ready_at: float | None = None
+    last_seen: float = 0.0
+    last_heartbeat_sent: float = 0.0
+    has_health: bool = False
+    hello_pid: int = 0
+    drain_deadline: float | None = None  # grace over: SIGTERM
+    kill_deadline: float | None = None  # SIGTERM ignored: SIGKILL
+    stop_reason: str = ""  # set when the daemon decided to end it
+    captures: dict[int, StreamCapture] = field(default_factory=dict)
+    health_check_id: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.inst.id
+
+    @property
+    def state(self) -> InstanceState:
+        return self.inst.state
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+
+Done = Callable[[Any, Exception | None], None]
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass(eq=False, slots=True)
+class ActiveRollout:
+    """A rollout in progress and who waits for it."""
+
+    op: str  # start | restart | upgrade | rollback
+    machine: Rollout
+    source: Path
+    old: list[Proc]
+    old_version: str
+    new: Proc | None = None
+    release: Release | None = None
+    done: list[Done] = field(default_factory=list)
+    progress: list[ProgressFn] = field(default_factory=list)
+    old_tools: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
+class SkillRuntime:
+    """A configured skill inside the daemon."""
+
+    config: SkillConfig
+    log: LogFile
+    source: Path  # where its current release runs from
+    release: int | None = None
+    desired: str = "running"  # running | stopped
+    errored: bool = False
+    procs: dict[str, Proc] = field(default_factory=dict)
+    rollout: ActiveRollout | None = None
+    restarts: int = 0
+    crash_times: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+    last_exit: str = ""
+    last_version: str = ""
+    stop_waiters: list[Done] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def active(self) -> list[Proc]:
+        return [p for p in self.procs.values() if p.state is InstanceState.READY]

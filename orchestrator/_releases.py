@@ -1,0 +1,164 @@
+"""Releases kept for rollback.
+
+Every rollout that brings new code into service records a release: where
+the code came from, a private copy of it, the version and tools it served,
+and when. The copy is what makes a rollback safe: editing or deleting the
+directory a release came from cannot break it.
+
+    releases/<skill>/index.json     the list, oldest first, "current" marked
+    releases/<skill>/<id>/          the code as it was started
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("zskill.releases")
+
+IGNORED = {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
+MAX_COPY_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Release:
+    id: int
+    source: str  # the directory the code came from
+    path: str  # the private copy rollouts run from ("" if it could not be copied)
+    digest: str
+    created_at: float
+    version: str = ""
+    tools: list[str] = field(default_factory=list)
+    current: bool = False
+
+    def run_dir(self) -> Path:
+        return Path(self.path or self.source)
+
+
+class ReleaseStore:
+    def __init__(self, root: Path, keep: int) -> None:
+        self.root = root
+        self.keep = keep
+
+    def all(self, skill: str) -> list[Release]:
+        try:
+            data = json.loads((self.root / skill / "index.json").read_text())
+            return [Release(**r) for r in data]
+        except FileNotFoundError:
+            return []
+        except (ValueError, TypeError) as exc:
+            log.warning("%s: unreadable release index (%s); starting a new one", skill, exc)
+            return []
+
+    def current(self, skill: str) -> Release | None:
+        return next((r for r in self.all(skill) if r.current), None)
+
+    def previous(self, skill: str) -> Release | None:
+        """The release before the current one."""
+        rels = self.all(skill)
+        idx = next((i for i, r in enumerate(rels) if r.current), None)
+        if idx is None or idx == 0:
+            return None
+        return rels[idx - 1]
+
+    def get(self, skill: str, release_id: int) -> Release | None:
+        return next((r for r in self.all(skill) if r.id == release_id), None)
+
+    def prepare(self, skill: str, source: Path) -> Release:
+        """Copy ``source`` aside as a candidate release (not yet current)."""
+        digest = tree_digest(source)
+        rels = self.all(skill)
+        rid = max((r.id for r in rels), default=0) + 1
+        dest = self.root / skill / str(rid)
+        path = ""
+        try:
+            if dir_size(source) <= MAX_COPY_BYTES:
+                if dest.exists():
+                    shutil.rmtree(dest)
+                shutil.copytree(source, dest, ignore=_ignore, symlinks=True)
+                path = str(dest)
+            else:
+                log.warning("%s: %s is too large to keep a copy; rollback reruns it", skill, source)
+        except OSError as exc:
+            log.warning("%s: cannot copy %s for rollback: %s", skill, source, exc)
+        return Release(rid, str(source), path, digest, time.time())
+
+    def discard(self, skill: str, rel: Release) -> None:
+        """Remove a candidate that never became current."""
+        if any(r.id == rel.id for r in self.all(skill)):
+            return
+        if rel.path:
+            shutil.rmtree(rel.path, ignore_errors=True)
+
+    def commit(self, skill: str, rel: Release, version: str, tools: list[str]) -> None:
+        """Make ``rel`` current (recording it if new); prune old releases."""
+        rels = [r for r in self.all(skill) if r.id != rel.id]
+        rel.version, rel.tools, rel.current = version, tools, True
+        for r in rels:
+            r.current = False
+        rels.append(rel)
+        rels.sort(key=lambda r: r.id)
+        while len(rels) > self.keep:
+            old = rels.pop(0)
+            if old.path:
+                shutil.rmtree(old.path, ignore_errors=True)
+        self._write(skill, rels)
+
+    def make_current(self, skill: str, release_id: int) -> None:
+        rels = self.all(skill)
+        for r in rels:
+            r.current = r.id == release_id
+        self._write(skill, rels)
+
+    def _write(self, skill: str, rels: list[Release]) -> None:
+        d = self.root / skill
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / "index.json.tmp"
+        tmp.write_text(json.dumps([asdict(r) for r in rels], indent=1))
+        os.replace(tmp, d / "index.json")
+
+
+def as_dict(rel: Release) -> dict[str, Any]:
+    return asdict(rel)
+
+
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    return {n for n in names if n in IGNORED or n.endswith(".pyc")}
+
+
+def _walk(root: Path) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED)
+        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.endswith(".pyc"))
+    return out
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of the files' contents, to tell whether code changed."""
+    h = hashlib.sha256()
+    for f in _walk(root):
+        try:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+        except OSError:
+            continue
+    return h.hexdigest()[:16]
+
+
+def dir_size(root: Path) -> int:
+    total = 0
+    for f in _walk(root):
+        with contextlib.suppress(OSError):
+            total += f.lstat().st_size
+        if total > MAX_COPY_BYTES:
+            break
+    return total

@@ -1,0 +1,301 @@
+"""Call routing: per-skill pending queues, credit-based dispatch, deadlines,
+and the exactly-once answer of every accepted call.
+
+No I/O happens here: the router calls two functions the daemon gives it,
+``send_call(instance, call)`` and ``answer(call, error, payload, version)``,
+so its decisions are unit-tested without sockets.
+
+Life of a call::
+
+    accept ──> pending (skill queue) ──dispatch──> in flight on an instance
+                  │                                   │
+                  └─ deadline ─> CallTimeout          ├─ Result ─> answer
+                                                      ├─ deadline ─> CallTimeout
+                                                      │   (the slot stays taken
+                                                      │    until the skill answers)
+                                                      └─ instance lost ─> retry if the
+                                                          tool is idempotent, else
+                                                          OutcomeUnknown
+
+``Call.answered`` makes the answer happen once: every later event about an
+answered call (a late result, its deadline) is dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ipc import (
+    CallTimeout,
+    OutcomeUnknown,
+    SkillUnavailable,
+    ToolNotFound,
+    ToolSpec,
+    WireError,
+)
+
+
+class InstanceState(Enum):
+    SPAWNED = "spawned"  # process started, no hello yet
+    CHECKING = "checking"  # said hello, health gate running
+    READY = "ready"  # may receive calls (if in its skill's active set)
+    DRAINING = "draining"  # no new calls; finishing in-flight ones
+    EXITED = "exited"
+
+
+@dataclass(eq=False, slots=True)
+class Instance:
+    """One skill process as the router sees it."""
+
+    id: str
+    skill: str
+    version: str = ""
+    concurrency: int = 1
+    tools: dict[str, ToolSpec] = field(default_factory=dict)
+    state: InstanceState = InstanceState.SPAWNED
+    in_flight: dict[int, PendingCall] = field(default_factory=dict)
+
+    @property
+    def credit(self) -> int:
+        return self.concurrency - len(self.in_flight)
+
+
+@dataclass(eq=False, slots=True)
+class PendingCall:
+    """A call the daemon accepted and has not answered yet."""
+
+    call_id: int
+    client: bytes
+    req_id: int
+    skill: str
+    tool: str
+    payload: bytes
+    deadline: float
+    accepted_at: float
+    answered: bool = False
+    instance: Instance | None = None
+    attempts: int = 0
+    dispatched_at: float = 0.0
+
+
+SendCall = Callable[[Instance, PendingCall, float], None]
+Answer = Callable[[PendingCall, WireError | None, bytes, str], None]
+
+
+class SkillQueue:
+    """A skill's pending calls and the instances that may serve them."""
+
+    __slots__ = ("accepting", "active", "closed_reason", "name", "pending")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pending: deque[PendingCall] = deque()
+        self.active: list[Instance] = []
+        # False when the skill is stopped or errored: calls fail fast.
+        self.accepting = True
+        self.closed_reason = ""
+
+
+class Router:
+    def __init__(self, send_call: SendCall, answer: Answer) -> None:
+        self._send_call = send_call
+        self._answer = answer
+        self.queues: dict[str, SkillQueue] = {}
+        self._ids = itertools.count(1)
+        self._deadlines: list[tuple[float, int, PendingCall]] = []
+
+    # --- skills ----------------------------------------------------------------
+
+    def queue(self, skill: str) -> SkillQueue:
+        q = self.queues.get(skill)
+        if q is None:
+            q = self.queues[skill] = SkillQueue(skill)
+        return q
+
+    def set_active(self, skill: str, instances: list[Instance], now: float) -> None:
+        """Route the skill's queued and future calls to ``instances`` from now on.
+        Calls already in flight elsewhere finish where they run."""
+        self.queue(skill).active = list(instances)
+        self.dispatch(skill, now)
+
+    def remove_active(self, inst: Instance) -> None:
+        q = self.queues.get(inst.skill)
+        if q is not None and inst in q.active:
+            q.active.remove(inst)
+
+    def close(self, skill: str, reason: str) -> None:
+        """Fail every queued call and refuse new ones until ``reopen``."""
+        q = self.queue(skill)
+        q.accepting = False
+        q.closed_reason = reason
+        while q.pending:
+            call = q.pending.popleft()
+            self.fail(call, SkillUnavailable(reason, skill=skill))
+
+    def reopen(self, skill: str) -> None:
+        q = self.queue(skill)
+        q.accepting = True
+        q.closed_reason = ""
+
+    # --- calls -----------------------------------------------------------------
+
+    def accept(
+        self,
+        client: bytes,
+        req_id: int,
+        skill: str,
+        tool: str,
+        payload: bytes,
+        timeout_s: float,
+        now: float,
+    ) -> PendingCall:
+        """Take a call in; the caller already checked that the skill exists."""
+        call = PendingCall(
+            next(self._ids), client, req_id, skill, tool, payload, now + timeout_s, now
+        )
+        q = self.queue(skill)
+        if not q.accepting:
+            self.fail(call, SkillUnavailable(q.closed_reason, skill=skill))
+            return call
+        heapq.heappush(self._deadlines, (call.deadline, call.call_id, call))
+        q.pending.append(call)
+        self.dispatch(skill, now)
+        return call
+
+    def dispatch(self, skill: str, now: float) -> None:
+        """Send queued calls to active instances that have credit."""
+        q = self.queues.get(skill)
+        if q is None or not q.pending or not q.active:
+            return
+        pending, active = q.pending, q.active
+        while pending:
+            if len(active) == 1:
+                inst = active[0]
+                if inst.concurrency <= len(inst.in_flight):
+                    return
+            else:
+                inst = max(active, key=_credit)
+                if inst.credit <= 0:
+                    return
+            call = pending.popleft()
+            if call.answered:
+                continue
+            spec = inst.tools.get(call.tool)
+            if spec is None:
+                self.fail(
+                    call,
+                    ToolNotFound(
+                        f"skill {skill!r} (version {inst.version}) has no tool {call.tool!r}",
+                        skill=skill,
+                        tool=call.tool,
+                        tools=sorted(inst.tools),
+                    ),
+                )
+                continue
+            call.instance = inst
+            call.attempts += 1
+            call.dispatched_at = now
+            inst.in_flight[call.call_id] = call
+            self._send_call(inst, call, call.deadline - now)
+
+    def result(
+        self, inst: Instance, call_id: int, error: WireError | None, payload: bytes, now: float
+    ) -> PendingCall | None:
+        """A skill answered; frees the slot and answers the caller if still waiting."""
+        call = inst.in_flight.pop(call_id, None)
+        if call is None:
+            return None  # unknown or already settled when the instance was lost
+        call.instance = None
+        if not call.answered:
+            call.answered = True
+            self._answer(call, error, payload, inst.version)
+        self.dispatch(inst.skill, now)
+        return call
+
+    def expire(self, now: float) -> int:
+        """Answer CallTimeout for every call whose deadline passed."""
+        heap, n = self._deadlines, 0
+        while heap and heap[0][0] <= now:
+            _, _, call = heapq.heappop(heap)
+            if call.answered:
+                continue
+            where = (
+                f"running on {call.instance.id} (version {call.instance.version})"
+                if call.instance is not None
+                else "still queued"
+            )
+            budget = call.deadline - call.accepted_at
+            self.fail(
+                call,
+                CallTimeout(
+                    f"call {call.call_id} to {call.skill}.{call.tool} got no result "
+                    f"within {budget:.3g} s ({where})",
+                    call_id=call.call_id,
+                    skill=call.skill,
+                    tool=call.tool,
+                ),
+            )
+            n += 1
+        return n
+
+    def next_deadline(self) -> float | None:
+        heap = self._deadlines
+        while heap and heap[0][2].answered:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def lost(self, inst: Instance, reason: str, now: float) -> tuple[int, int]:
+        """The instance's process is gone: retry its idempotent calls, fail the
+        others with OutcomeUnknown. Returns (retried, failed)."""
+        self.remove_active(inst)
+        retried = failed = 0
+        q = self.queue(inst.skill)
+        calls = sorted(inst.in_flight.values(), key=lambda c: c.call_id, reverse=True)
+        inst.in_flight.clear()
+        for call in calls:
+            call.instance = None
+            if call.answered:
+                continue
+            spec = inst.tools.get(call.tool)
+            if spec is not None and spec.idempotent and call.deadline > now and q.accepting:
+                q.pending.appendleft(call)  # oldest first once all are pushed
+                retried += 1
+                continue
+            self.fail(
+                call,
+                OutcomeUnknown(
+                    f"call {call.call_id} to {call.skill}.{call.tool} was running on "
+                    f"{inst.id} (version {inst.version}) when {reason}; it may or may not "
+                    "have taken effect, and it was not retried because the tool is not "
+                    "declared idempotent",
+                    call_id=call.call_id,
+                    skill=call.skill,
+                    tool=call.tool,
+                    instance=inst.id,
+                ),
+            )
+            failed += 1
+        self.dispatch(inst.skill, now)
+        return retried, failed
+
+    def fail(self, call: PendingCall, exc: Any) -> None:
+        if call.answered:
+            return
+        call.answered = True
+        self._answer(call, exc.to_wire(), b"", "")
+
+    # --- views -----------------------------------------------------------------
+
+    def queued(self, skill: str) -> int:
+        q = self.queues.get(skill)
+        return 0 if q is None else sum(1 for c in q.pending if not c.answered)
+
+
+def _credit(inst: Instance) -> int:
+    return inst.concurrency - len(inst.in_flight)

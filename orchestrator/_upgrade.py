@@ -1,0 +1,256 @@
+"""The UpgradeCoordinator carries out rollouts: it feeds the daemon's events
+(spawned, hello, health reply, exits, time) into each skill's
+:class:`~orchestrator._rollout.Rollout` and performs the actions the machine
+decides (spawn, health check, switch, kill the new process, report).
+
+One rollout per skill at a time -- a second gets ``UpgradeInProgress`` --
+while rollouts of different skills run side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ipc import UpgradeFailed, UpgradeInProgress
+
+from ._events import EventLog
+from ._procs import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
+from ._releases import Release
+from ._rollout import (
+    Action,
+    CheckHealth,
+    Finish,
+    KillNew,
+    Report,
+    Rollout,
+    Spawn,
+    Step,
+    Switch,
+)
+from ._router import InstanceState
+from ._supervisor import Supervisor
+
+log = logging.getLogger("zskill.upgrade")
+
+Finished = Callable[[SkillRuntime, ActiveRollout, bool], None]
+
+
+class UpgradeCoordinator:
+    def __init__(self, supervisor: Supervisor, events: EventLog, finished: Finished) -> None:
+        self.sup = supervisor
+        self.events = events
+        self._finished = finished
+
+    def begin(
+        self,
+        rt: SkillRuntime,
+        op: str,
+        source: Path,
+        now: float,
+        *,
+        release: Release | None = None,
+        done: Done | None = None,
+        progress: ProgressFn | None = None,
+    ) -> ActiveRollout:
+        self.ensure_idle(rt)
+        s = rt.config.settings
+        old = rt.active()
+        ar = ActiveRollout(
+            op=op,
+            machine=Rollout(start_timeout_s=s.start_timeout_s, health_timeout_s=s.health_timeout_s),
+            source=source,
+            old=old,
+            old_version=old[0].inst.version if old else rt.last_version,
+            release=release,
+        )
+        if old:
+            ar.old_tools = {n: t.to_wire() for n, t in old[0].inst.tools.items()}
+        if done is not None:
+            ar.done.append(done)
+        if progress is not None:
+            ar.progress.append(progress)
+        rt.rollout = ar
+        self._apply(rt, ar, ar.machine.start(now), now)
+        return ar
+
+    def ensure_idle(self, rt: SkillRuntime) -> None:
+        """Raise UpgradeInProgress if a rollout of ``rt`` is running."""
+        if rt.rollout is not None:
+            raise UpgradeInProgress(
+                f"skill {rt.name!r}: a {rt.rollout.op} is already in progress "
+                f"(phase {rt.rollout.machine.phase.value}); try again when it ends",
+                skill=rt.name,
+            )
+
+    # --- events from the daemon ------------------------------------------------
+
+    def hello(self, rt: SkillRuntime, proc: Proc, refused: str | None, now: float) -> None:
+        ar = rt.rollout
+        if ar is None or ar.new is not proc:
+            return
+        if refused is not None:
+            self._apply(rt, ar, ar.machine.refused(now, refused), now)
+        else:
+            detail = f"version {proc.inst.version}, {len(proc.inst.tools)} tools"
+            self._apply(
+                rt, ar, ar.machine.hello(now, has_health=proc.has_health, detail=detail), now
+            )
+
+    def health(self, rt: SkillRuntime, proc: Proc, ok: bool, detail: str, now: float) -> None:
+        ar = rt.rollout
+        if ar is None or ar.new is not proc:
+            return
+        self._apply(rt, ar, ar.machine.health(now, ok, detail), now)
+
+    def proc_exited(self, rt: SkillRuntime, proc: Proc, how: str, now: float) -> None:
+        ar = rt.rollout
+        if ar is not None and ar.new is proc:
+            self._apply(rt, ar, ar.machine.new_exited(now, how), now)
+
+    def proc_gone(self, rt: SkillRuntime, proc: Proc, now: float) -> None:
+        ar = rt.rollout
+        if ar is None or ar.machine.switched_at is None:
+            return
+        if not any(p.id in rt.procs for p in ar.old):
+            self._apply(rt, ar, ar.machine.old_drained(now), now)
+
+    def tick(self, rt: SkillRuntime, now: float) -> None:
+        ar = rt.rollout
+        if ar is not None and ar.machine.deadline is not None:
+            self._apply(rt, ar, ar.machine.tick(now), now)
+
+    def cancel(self, rt: SkillRuntime, reason: str, now: float) -> None:
+        ar = rt.rollout
+        if ar is not None:
+            self._apply(rt, ar, ar.machine.cancel(now, reason), now)
+
+    # --- actions ---------------------------------------------------------------
+
+    def _apply(
+        self, rt: SkillRuntime, ar: ActiveRollout, actions: list[Action], now: float
+    ) -> None:
+        for action in actions:
+            if isinstance(action, Report):
+                self._report(rt, ar, action)
+            elif isinstance(action, Spawn):
+                self._spawn(rt, ar, now)
+            elif isinstance(action, CheckHealth):
+                assert ar.new is not None
+                self.sup.check_health(ar.new, action.timeout_s)
+            elif isinstance(action, Switch):
+                self._switch(rt, ar, now)
+            elif isinstance(action, KillNew):
+                if ar.new is not None and ar.new.child.alive:
+                    self.sup.kill(ar.new, f"{ar.op} rolled back: {action.reason}")
+            elif isinstance(action, Finish):
+                self._finish(rt, ar, action)
+
+    def _spawn(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
+        try:
+            ar.new = self.sup.spawn(rt, ar.source, now)
+        except OSError as exc:
+            argv = " ".join(rt.config.argv())
+            more = ar.machine.spawn_failed(now, f"cannot start `{argv}` in {ar.source}: {exc}")
+        else:
+            more = ar.machine.spawned(now, f"pid {ar.new.pid}")
+        self._apply(rt, ar, more, now)
+
+    def _switch(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
+        assert ar.new is not None
+        ar.old = self.sup.promote(rt, ar.new, now)
+        rt.source = ar.source
+        new_tools = {n: t.to_wire() for n, t in ar.new.inst.tools.items()}
+        if ar.old_tools != new_tools and (ar.old or ar.op != "start"):
+            self.events.emit(
+                rt.name,
+                "tools_changed",
+                version=ar.new.inst.version,
+                added=sorted(set(new_tools) - set(ar.old_tools)),
+                removed=sorted(set(ar.old_tools) - set(new_tools)),
+                changed=sorted(
+                    n for n in set(new_tools) & set(ar.old_tools) if new_tools[n] != ar.old_tools[n]
+                ),
+            )
+        if not any(p.id in rt.procs for p in ar.old):
+            self._apply(rt, ar, ar.machine.old_drained(now), now)
+
+    def _report(self, rt: SkillRuntime, ar: ActiveRollout, r: Report) -> None:
+        body = {
+            "step": r.step.value,
+            "status": r.status,
+            "elapsed_s": round(r.elapsed_s, 4),
+            "detail": r.detail,
+        }
+        new_version = ar.new.inst.version if ar.new is not None else ""
+        self.events.emit(
+            rt.name,
+            "rollout",
+            op=ar.op,
+            old_version=ar.old_version,
+            new_version=new_version,
+            **body,
+        )
+        for fn in ar.progress:
+            fn(body)
+
+    def _finish(self, rt: SkillRuntime, ar: ActiveRollout, f: Finish) -> None:
+        rt.rollout = None
+        new = ar.new
+        report: dict[str, Any] = {
+            "skill": rt.name,
+            "op": ar.op,
+            "ok": f.ok,
+            "old_version": ar.old_version,
+            "new_version": new.inst.version if new is not None else "",
+            "pid": new.pid if new is not None else None,
+            "release": ar.release.id if ar.release is not None else None,
+            "source": str(ar.source),
+            "duration_s": round((ar.machine.finished_at or 0.0) - ar.machine.started_at, 4),
+            "steps": [
+                {"step": r.step.value, "status": r.status, "elapsed_s": round(r.elapsed_s, 4)}
+                for r in ar.machine.reports
+                if r.status != "started"
+            ],
+        }
+        if new is not None and f.ok:
+            tools = {n: t.to_wire() for n, t in new.inst.tools.items()}
+            report["tools_changed"] = bool(ar.old) and tools != ar.old_tools
+        self._finished(rt, ar, f.ok)
+        self.events.emit(
+            rt.name,
+            "deployed" if f.ok else "rolled_back",
+            op=ar.op,
+            old_version=ar.old_version,
+            new_version=report["new_version"],
+            reason=f.reason,
+        )
+        err: Exception | None = None
+        if not f.ok:
+            step = f.failed_step.value if isinstance(f.failed_step, Step) else "?"
+            still = (
+                f"; version {ar.old_version} keeps serving"
+                if any(p.state is InstanceState.READY for p in rt.procs.values())
+                else ""
+            )
+            err = UpgradeFailed(
+                f"{ar.op} of {rt.name!r} rolled back at step {step!r}: {f.reason}{still}",
+                skill=rt.name,
+                step=step,
+                reason=f.reason,
+                old_version=ar.old_version,
+            )
+            log.warning("%s", err)
+        else:
+            log.info(
+                "%s: %s %s -> %s in %.3f s",
+                rt.name,
+                ar.op,
+                ar.old_version or "-",
+                report["new_version"],
+                report["duration_s"],
+            )
+        for fn in ar.done:
+            fn(report if f.ok else None, err)

@@ -1,0 +1,114 @@
+"""The rollout state machine, driven with a fake clock."""
+
+from __future__ import annotations
+
+from orchestrator._rollout import (
+    CheckHealth,
+    Finish,
+    KillNew,
+    Phase,
+    Report,
+    Rollout,
+    Spawn,
+    Step,
+    Switch,
+)
+
+
+def machine() -> Rollout:
+    return Rollout(start_timeout_s=10, health_timeout_s=5)
+
+
+def kinds(actions: list[object]) -> list[type]:
+    return [type(a) for a in actions if not isinstance(a, Report)]
+
+
+def test_happy_path_with_health_hook() -> None:
+    m = machine()
+    assert kinds(m.start(0.0)) == [Spawn]
+    assert kinds(m.spawned(0.1)) == []
+    assert m.phase is Phase.WAITING_HELLO
+    assert kinds(m.hello(0.5, has_health=True)) == [CheckHealth]
+    assert m.phase is Phase.HEALTH_CHECKING
+    assert kinds(m.health(0.6, True)) == [Switch]
+    assert m.phase is Phase.DRAINING and m.switched_at == 0.6
+    out = m.old_drained(2.0)
+    assert kinds(out) == [Finish]
+    fin = out[-1]
+    assert isinstance(fin, Finish) and fin.ok
+    assert m.phase is Phase.DONE
+    done = [r for r in m.reports if r.step is Step.DONE]
+    assert done and done[0].elapsed_s == 2.0
+
+
+def test_no_health_hook_switches_on_hello() -> None:
+    m = machine()
+    m.start(0.0)
+    m.spawned(0.0)
+    assert kinds(m.hello(0.2, has_health=False)) == [Switch]
+
+
+def test_hello_timeout_rolls_back() -> None:
+    m = machine()
+    m.start(0.0)
+    m.spawned(0.0)
+    assert m.tick(9.9) == []
+    out = m.tick(10.0)
+    assert kinds(out) == [KillNew, Finish]
+    fin = out[-1]
+    assert isinstance(fin, Finish) and not fin.ok and fin.failed_step is Step.HELLO
+    assert "start_timeout_s" in fin.reason
+    assert m.phase is Phase.ROLLED_BACK
+
+
+def test_health_timeout_and_failure() -> None:
+    m = machine()
+    m.start(0.0)
+    m.spawned(0.0)
+    m.hello(1.0, has_health=True)
+    out = m.tick(6.0)
+    assert kinds(out) == [KillNew, Finish]
+
+    m = machine()
+    m.start(0.0)
+    m.spawned(0.0)
+    m.hello(1.0, has_health=True)
+    out = m.health(1.1, False, "db down")
+    fin = out[-1]
+    assert isinstance(fin, Finish) and "db down" in fin.reason and fin.failed_step is Step.HEALTH
+
+
+def test_exit_before_switch_fails_after_switch_does_not() -> None:
+    m = machine()
+    m.start(0.0)
+    m.spawned(0.0)
+    out = m.new_exited(0.3, "exited with code 1")
+    assert kinds(out) == [KillNew, Finish]
+
+    m = machine()
+    m.start(0.0)
+    m.spawned(0.0)
+    m.hello(0.1, has_health=False)
+    assert m.new_exited(0.3, "exited with code 1") == []
+    assert m.phase is Phase.DRAINING
+
+
+def test_spawn_failure_and_late_events_are_ignored() -> None:
+    m = machine()
+    m.start(0.0)
+    out = m.spawn_failed(0.0, "no such file")
+    assert kinds(out) == [KillNew, Finish]
+    # Anything after the end changes nothing.
+    assert m.hello(1.0, has_health=False) == []
+    assert m.health(1.0, True) == []
+    assert m.tick(100.0) == []
+    assert m.old_drained(100.0) == []
+
+
+def test_refused_hello() -> None:
+    m = machine()
+    m.start(0.0)
+    m.spawned(0.0)
+    out = m.refused(0.1, "speaks protocol version 999")
+    fin = out[-1]
+    assert isinstance(fin, Finish) and "999" in fin.reason and fin.failed_step is Step.HELLO

@@ -1,0 +1,115 @@
+"""Routing decisions without sockets: credit, queueing, deadlines, loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ipc import ToolSpec, WireError
+from orchestrator._router import Instance, InstanceState, PendingCall, Router
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+        self.answers: list[tuple[int, str | None, str]] = []
+
+    def send(self, inst: Instance, call: PendingCall, timeout_s: float) -> None:
+        self.sent.append((inst.id, call.req_id))
+
+    def answer(self, call: PendingCall, err: WireError | None, payload: bytes, version: str) -> None:
+        self.answers.append((call.req_id, err.type if err else None, version))
+
+
+def inst(name: str = "a-1", concurrency: int = 2, idempotent: bool = False) -> Instance:
+    tools = {
+        "t": ToolSpec("t", "", {}, idempotent),
+    }
+    return Instance(name, "a", "1.0", concurrency, tools, InstanceState.READY)
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+def accept(r: Router, req: int, tool: str = "t", timeout: float = 10.0, now: float = 0.0) -> Any:
+    return r.accept(b"c", req, "a", tool, b"", timeout, now)
+
+
+def test_credit_limits_in_flight_and_queues_the_rest(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    i = inst(concurrency=2)
+    r.set_active("a", [i], 0.0)
+    calls = [accept(r, n) for n in range(5)]
+    assert [s[1] for s in rec.sent] == [0, 1]
+    assert r.queued("a") == 3
+    r.result(i, calls[0].call_id, None, b"x", 0.1)
+    assert [s[1] for s in rec.sent] == [0, 1, 2]
+    assert rec.answers == [(0, None, "1.0")]
+
+
+def test_exactly_once_late_result_after_timeout(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    i = inst()
+    r.set_active("a", [i], 0.0)
+    c = accept(r, 1, timeout=1.0)
+    assert r.expire(1.0) == 1
+    assert rec.answers == [(1, "CallTimeout", "")]
+    # The slot stays taken until the skill answers; the late answer is dropped.
+    assert i.credit == 1
+    r.result(i, c.call_id, None, b"late", 2.0)
+    assert rec.answers == [(1, "CallTimeout", "")]
+    assert i.credit == 2
+
+
+def test_queued_call_times_out_and_is_skipped(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    accept(r, 1, timeout=1.0)  # no instance yet
+    r.expire(2.0)
+    i = inst()
+    r.set_active("a", [i], 2.0)
+    assert rec.sent == []
+    assert rec.answers == [(1, "CallTimeout", "")]
+
+
+def test_lost_instance_retries_idempotent_only(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    i = inst(idempotent=True)
+    r.set_active("a", [i], 0.0)
+    accept(r, 1)
+    r.lost(i, "it was killed", 0.5)
+    assert rec.answers == []
+    assert r.queued("a") == 1
+    j = inst("a-2")
+    r.set_active("a", [j], 0.6)
+    assert rec.sent[-1] == ("a-2", 1)
+
+    k = inst("a-3", idempotent=False)
+    r.set_active("a", [k], 1.0)
+    accept(r, 2)
+    r.lost(k, "it was killed", 1.1)
+    assert rec.answers[-1] == (2, "OutcomeUnknown", "")
+
+
+def test_unknown_tool_and_closed_skill(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    r.set_active("a", [inst()], 0.0)
+    accept(r, 1, tool="nope")
+    assert rec.answers == [(1, "ToolNotFound", "")]
+    r.close("a", "stopped")
+    accept(r, 2)
+    assert rec.answers[-1] == (2, "SkillUnavailable", "")
+
+
+def test_switch_routes_queue_to_new_instance(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    old = inst("a-1", concurrency=1)
+    r.set_active("a", [old], 0.0)
+    accept(r, 1)
+    accept(r, 2)
+    accept(r, 3)
+    new = inst("a-2", concurrency=8)
+    r.set_active("a", [new], 0.1)
+    assert rec.sent == [("a-1", 1), ("a-2", 2), ("a-2", 3)]
