@@ -1,0 +1,176 @@
+"""The CLI's text formats: human units, times, one-line summaries, event
+lines and JSON output. Plain strings only (no rich), so that commands printing
+plain text or JSON stay light."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+Row = Mapping[str, Any]
+
+
+def human_duration(seconds: float | None) -> str:
+    """An uptime: ``3s``, ``4m12s``, ``2h03m``, ``1d02h``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def human_elapsed(seconds: float | None) -> str:
+    """A step's duration: ``12 ms``, ``5.0 s``, ``2m05s``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return human_duration(seconds)
+
+
+def human_ms(ms: float | None) -> str:
+    """A latency, compact for a table column: ``0.4ms``, ``12ms``, ``1.25s``."""
+    if ms is None:
+        return "-"
+    if ms < 10:
+        return f"{ms:.1f}ms"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    return f"{ms / 1000:.2f}s"
+
+
+def human_bytes(n: float | None) -> str:
+    """A size, compact for a table column, in binary units as top shows them:
+    ``512B``, ``1.5K``, ``45.2M``, ``120M``, ``3.0G``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            if unit == "B" or value >= 100:
+                return f"{value:.0f}{unit}"
+            return f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_percent(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.0f}%" if p >= 100 else f"{p:.1f}%"
+
+
+def human_rate(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.0f}" if r >= 100 else f"{r:.1f}"
+
+
+def plain(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def local_time(t: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """An epoch time in local time; anything else (an ISO string) as it is."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        return plain(t)
+    return time.strftime(fmt, time.localtime(t))
+
+
+def local_time_ms(t: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Local time with milliseconds (``fmt`` + ``.mmm``)."""
+    # Round once, so that .9996 carries into the seconds instead of showing .1000.
+    whole, ms = divmod(round(t * 1000), 1000)
+    return time.strftime(fmt, time.localtime(whole)) + f".{ms:03d}"
+
+
+def clock_ms(t: float) -> str:
+    """``HH:MM:SS.mmm`` in local time."""
+    return local_time_ms(t, "%H:%M:%S")
+
+
+def status_line(done: str, skill: str, status: Row, elapsed_s: float) -> str:
+    """After start/stop/restart: ``restarted echo in 0.31 s: running 1.0.0 (pid 42)``."""
+    line = f"{done} {status.get('name') or skill} in {elapsed_s:.2f} s"
+    state = status.get("state")
+    if state is None or state == "stopped":
+        return line if state is None or done == "stopped" else f"{line}: stopped"
+    line += f": {state}"
+    if status.get("version") is not None:
+        line += f" {status['version']}"
+    if status.get("pid") is not None:
+        line += f" (pid {status['pid']})"
+    return line
+
+
+def upgrade_summary(skill: str, report: Row) -> str:
+    """``echo 1.0.0 -> 1.1.0 in 0.42 s``."""
+    name = report.get("skill", skill)
+    old, new = plain(report.get("old_version")), plain(report.get("new_version"))
+    line = f"{name} {old} -> {new}"
+    duration = report.get("duration_s")
+    if isinstance(duration, (int, float)):
+        line += f" in {duration:.2f} s"
+    if report.get("release") is not None:
+        line += f" (release {report['release']})"
+    if report.get("tools_changed"):
+        line += "; tools changed"
+    return line
+
+
+def _kv(value: Any) -> str:
+    if isinstance(value, str) and value and not any(c.isspace() for c in value):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def event_line(event: Row) -> str:
+    """``2024-05-01 14:03:07.123 echo upgraded old=1.0.0 new=1.1.0``."""
+    t = event.get("time")
+    when = local_time_ms(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else plain(t)
+    parts = [when, str(event.get("skill") or "-"), str(event.get("type", "?"))]
+    data = event.get("data")
+    if isinstance(data, Mapping):
+        # Empty values are noise in a human line; --json keeps them.
+        parts.extend(f"{k}={_kv(v)}" for k, v in data.items() if v is not None and v != "")
+    elif data is not None:
+        parts.append(_kv(data))
+    return " ".join(parts)
+
+
+def short_path(value: str) -> str:
+    """A path relative to the current directory when it lies below it."""
+    try:
+        rel = Path(value).relative_to(Path.cwd())
+    except ValueError:
+        return value
+    return str(rel) if str(rel) != "." else value
+
+
+def to_json(value: Any, *, indent: int | None = None) -> str:
+    """JSON for scripts; bytes (msgpack can carry them) as UTF-8 text or base64."""
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            return base64.b64encode(raw).decode("ascii")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)

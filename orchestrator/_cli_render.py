@@ -1,0 +1,229 @@
+"""The CLI's rich renderables: the skills table, upgrade progress, releases.
+
+Pure functions from plain data (the maps of docs/protocol.md) to rich
+renderables, each tested by printing to a ``Console(width=100,
+color_system=None)``. Only commands import this module, so rich stays out
+of ``zskill --help``. Plain-text formats live in :mod:`._cli_format`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console, JustifyMethod
+from rich.status import Status
+from rich.table import Table
+from rich.text import Text
+
+from ._cli_format import (
+    Row,
+    human_bytes,
+    human_duration,
+    human_elapsed,
+    human_ms,
+    human_percent,
+    human_rate,
+    local_time,
+    plain,
+    short_path,
+)
+
+STATE_STYLES = {
+    "running": "green",
+    "starting": "yellow",
+    "upgrading": "yellow",
+    "backoff": "yellow",
+    "stopping": "yellow",
+    "stopped": "dim",
+    "errored": "red",
+}
+
+
+def console(*, stderr: bool = False) -> Console:
+    """The console commands print to: no highlighting of numbers and paths,
+    colour only on a terminal (rich's own rules, NO_COLOR honoured)."""
+    return Console(stderr=stderr, highlight=False)
+
+
+# --- zskill list -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    key: str
+    show: Callable[[Any], str]
+    optional: bool = False
+    justify: JustifyMethod = "right"
+
+
+LIST_COLUMNS: tuple[Column, ...] = (
+    Column("name", "name", plain, justify="left"),
+    Column("state", "state", plain, justify="left"),
+    Column("version", "version", plain, justify="left"),
+    Column("pid", "pid", plain),
+    Column("uptime", "uptime_s", human_duration),
+    Column("restarts", "restarts", plain),
+    Column("cpu", "cpu_percent", human_percent, optional=True),
+    Column("mem", "rss_bytes", human_bytes, optional=True),
+    Column("in-flight", "in_flight", plain),
+    Column("queued", "queued", plain),
+    Column("calls/s", "calls_per_s", human_rate, optional=True),
+    Column("p50", "p50_ms", human_ms, optional=True),
+    Column("p99", "p99_ms", human_ms, optional=True),
+    Column("errors", "errors", plain, optional=True),
+)
+
+
+def _has(rows: Sequence[Row], key: str) -> bool:
+    return any(row.get(key) is not None for row in rows)
+
+
+def list_table(statuses: Sequence[Row], *, width: int | None = None) -> Table:
+    """The ``zskill list`` table. Metric columns (cpu, memory, calls/s,
+    latency, errors) appear only when the daemon reports them. Columns are two
+    spaces apart, one when that would not fit in ``width``."""
+    columns = [c for c in LIST_COLUMNS if not c.optional or _has(statuses, c.key)]
+    table = _list_table(statuses, columns, gap=2)
+    if width is not None and _natural_width(table) > width:
+        table = _list_table(statuses, columns, gap=1)
+    return table
+
+
+def _natural_width(table: Table) -> int:
+    measure = Console(width=10_000, color_system=None).measure(table)
+    return measure.maximum
+
+
+def _list_table(statuses: Sequence[Row], columns: Sequence[Column], *, gap: int) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, gap, 0, 0))
+    for col in columns:
+        table.add_column(col.header, justify=col.justify, no_wrap=col.key != "name")
+    for row in statuses:
+        cells: list[str | Text] = []
+        for col in columns:
+            text = col.show(row.get(col.key))
+            if col.key == "state":
+                cells.append(Text(text, style=STATE_STYLES.get(text, "")))
+            else:
+                cells.append(text)
+        table.add_row(*cells)
+    return table
+
+
+# --- zskill upgrade / rollback -------------------------------------------------------
+
+
+def step_line(progress: Row, *, unicode: bool = True) -> Text:
+    """``✓ health     12 ms`` or ``✗ health     5.0 s  health hook returned false``."""
+    ok = progress.get("status") != "failed"
+    mark = ("✓" if ok else "✗") if unicode else ("ok" if ok else "FAIL")
+    text = Text()
+    text.append(mark, style="green" if ok else "red")
+    text.append(f" {progress.get('step', '?')!s:<9}{human_elapsed(progress.get('elapsed_s')):>7}")
+    detail = progress.get("detail")
+    if detail:
+        text.append(f"  {detail}", style="" if ok else "red")
+    return text
+
+
+class ProgressPrinter:
+    """Prints an upgrade's steps as they finish; a spinner names the running
+    step on a terminal. Call it with each progress map, then :meth:`close`."""
+
+    def __init__(self, out: Console) -> None:
+        self._out = out
+        self._unicode = out.encoding.lower().startswith("utf")
+        self._status: Status | None = None
+        self.printed = 0
+
+    def __call__(self, progress: Row) -> None:
+        if progress.get("status") == "started":
+            self._spin(f"{progress.get('step', '?')} ...")
+            return
+        self.close()  # the spinner names a running step; this one is over
+        self._out.print(step_line(progress, unicode=self._unicode))
+        self.printed += 1
+
+    def replay(self, report: Row) -> None:
+        """Print the report's steps when no progress came live."""
+        if self.printed:
+            return
+        for step in report.get("steps") or ():
+            if isinstance(step, Mapping) and step.get("status") != "started":
+                self(step)
+
+    def _spin(self, message: str) -> None:
+        if not self._out.is_terminal:
+            return
+        if self._status is None:
+            self._status = self._out.status(message)
+            self._status.start()
+        else:
+            self._status.update(message)
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+# --- zskill releases -----------------------------------------------------------------
+
+
+def _release_cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "created_at":
+        return local_time(value)
+    if key == "current":
+        return "*" if value else ""
+    if key in ("source", "path") and isinstance(value, str):
+        return short_path(value)
+    if key == "digest" and isinstance(value, str):
+        return value[:12]  # as git shortens a hash
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+        if len(items) > 4:
+            items = [*items[:3], f"+{len(items) - 3}"]
+        return ", ".join(items)
+    if isinstance(value, Mapping):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+RELEASE_CORE = ("current", "id", "version", "created_at", "source")
+RELEASE_HEADERS = {"current": "", "created_at": "created"}
+RELEASE_NO_WRAP = {"current", "id", "version", "created_at", "digest"}
+
+
+def releases_table(releases: Sequence[Row], *, width: int | None = None) -> Table:
+    """The core keys (id, version, created, source, current marker) first,
+    then whatever else the maps carry (tools, ...); extra columns that would
+    not fit in ``width`` are left out, last first (``--json`` has them all)."""
+    core = [k for k in RELEASE_CORE if _has(releases, k)]
+    extra: list[str] = ["tools"] if _has(releases, "tools") else []
+    for row in releases:
+        extra.extend(k for k in row if k not in core and k not in extra)
+    table = _releases_table(releases, core + extra)
+    while extra and width is not None and _natural_width(table) > width:
+        extra.pop()
+        table = _releases_table(releases, core + extra)
+    return table
+
+
+def _releases_table(releases: Sequence[Row], keys: Sequence[str]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for key in keys:
+        table.add_column(
+            RELEASE_HEADERS.get(key, key.replace("_", " ")),
+            no_wrap=key in RELEASE_NO_WRAP,
+            overflow="fold",
+        )
+    for row in releases:
+        style = "bold" if row.get("current") else ""
+        table.add_row(*(_release_cell(k, row.get(k)) for k in keys), style=style)
+    return table
