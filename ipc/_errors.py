@@ -8,6 +8,7 @@
     ├── MessageTooLarge           a message over the size limit
     ├── PayloadError              arguments or a result that msgpack cannot carry
     ├── DaemonUnavailable         no daemon answers on the run dir
+    ├── DaemonRunning             another daemon already holds the run dir
     ├── CallError                 a call was answered with a failure
     │   ├── SkillNotFound
     │   ├── ToolNotFound
@@ -65,6 +66,10 @@ class PayloadError(ZskillError):
 
 
 class DaemonUnavailable(ZskillError):
+    pass
+
+
+class DaemonRunning(ZskillError):
     pass
 
 

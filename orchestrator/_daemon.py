@@ -33,6 +33,7 @@ from ipc import (
     Bye,
     CallReply,
     CallRequest,
+    DaemonRunning,
     Drained,
     Endpoints,
     Event,
@@ -73,10 +74,6 @@ log = logging.getLogger("zskill.daemon")
 TICK_S = 0.1
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 BATCH = 256  # messages read from one socket before looking at the others
-
-
-class DaemonRunning(ZskillError):
-    """Another daemon holds the run dir."""
 
 
 class Daemon:

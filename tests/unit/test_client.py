@@ -296,6 +296,30 @@ def test_closing_fails_waiting_calls_and_later_ones(client: Client) -> None:
     client.close()  # twice is fine
 
 
+def test_closing_under_load_leaves_nobody_waiting(daemon: FakeDaemon) -> None:
+    client = Client(daemon.run_dir, timeout=5.0)
+    answered = [0] * 8
+
+    def caller(t: int) -> None:
+        rnd = random.Random(t)
+        try:
+            while True:
+                delay = rnd.random() * 0.002
+                assert client.call("echo", "sleep", {"delay_s": delay}) == {"delay_s": delay}
+                answered[t] += 1
+        except ZskillError as exc:
+            assert str(exc) == "client is closed"
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: sum(answered) >= 200)
+    client.close()
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads), "a caller hangs after close"
+
+
 # --- control operations ------------------------------------------------------------
 
 
@@ -333,11 +357,13 @@ def test_a_progress_callback_may_call_the_client(client: Client) -> None:
     run_threads(6, caller)
 
 
-def test_control_operations_send_their_arguments(client: Client, tmp_path: Path) -> None:
+def test_control_operations_send_their_arguments(client: Client, daemon: FakeDaemon) -> None:
     assert client.ping()["op"] == "ping"
     assert client.list() == [{"op": "list", "args": {}}]
-    assert client.tools() == {"op": "tools", "args": {}}
-    assert client.tools("echo")["args"] == {"skill": "echo"}
+    tools: Any = client.tools()  # the fake echoes op and args
+    assert tools == {"op": "tools", "args": {}}
+    tools = client.tools("echo")
+    assert tools["args"] == {"skill": "echo"}
     for op in ("start", "stop", "restart", "rollback"):
         assert getattr(client, op)("echo") == {"op": op, "args": {"skill": "echo"}}
     assert client.upgrade("echo")["args"] == {"skill": "echo"}
@@ -346,7 +372,9 @@ def test_control_operations_send_their_arguments(client: Client, tmp_path: Path)
     assert client.releases("echo") == [{"op": "releases", "args": {"skill": "echo"}}]
     assert client.events()[0]["args"] == {"limit": 100}
     assert client.events("echo", limit=5)[0]["args"] == {"skill": "echo", "limit": 5}
-    assert client.shutdown() is None
+    client.shutdown()
+    last = daemon.received[-1]
+    assert isinstance(last, Request) and (last.op, last.args) == ("shutdown", {})
     with pytest.raises(InvalidArguments):
         client.request("start", "echo")  # type: ignore[arg-type]
 

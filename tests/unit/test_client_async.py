@@ -145,13 +145,16 @@ def test_progress_and_control_operations(daemon: FakeDaemon) -> None:
                 await client.request("progress", {"steps": 2}, on_progress=broken)
             assert (await client.ping())["op"] == "ping"
             assert await client.list() == [{"op": "list", "args": {}}]
-            assert (await client.tools("echo"))["args"] == {"skill": "echo"}
+            tools: Any = await client.tools("echo")  # the fake echoes op and args
+            assert tools["args"] == {"skill": "echo"}
             for op in ("start", "stop", "restart", "rollback"):
                 assert await getattr(client, op)("echo") == {"op": op, "args": {"skill": "echo"}}
             assert (await client.upgrade("echo", "/x"))["args"] == {"skill": "echo", "from": "/x"}
             assert (await client.releases("echo"))[0]["args"] == {"skill": "echo"}
             assert (await client.events("echo", 3))[0]["args"] == {"skill": "echo", "limit": 3}
-            assert await client.shutdown() is None
+            await client.shutdown()
+            last = daemon.received[-1]
+            assert isinstance(last, Request) and (last.op, last.args) == ("shutdown", {})
 
     run(main)
 

@@ -21,6 +21,7 @@ Every message received is kept in ``received``, every routing id in ``peers``.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import os
@@ -58,6 +59,7 @@ class FakeDaemon:
         self._thread = threading.Thread(target=self._serve, name="fake-daemon", daemon=True)
         self._later: list[tuple[float, int, list[bytes]]] = []
         self._seq = itertools.count()
+        self.crash: BaseException | None = None  # re-raised by stop(): no silent death
 
     @property
     def pid_file(self) -> Path:
@@ -75,11 +77,15 @@ class FakeDaemon:
         self._thread.join(5)
         assert not self._thread.is_alive(), "fake daemon did not stop"
         self.pid_file.unlink(missing_ok=True)
+        if self.crash is not None:
+            raise AssertionError("the fake daemon crashed") from self.crash
 
     def cleanup(self) -> None:
-        if self._thread.is_alive():
-            self.stop()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        try:
+            if not self._stop.is_set():
+                self.stop()
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # --- the serving thread ------------------------------------------------------
 
@@ -104,7 +110,9 @@ class FakeDaemon:
                     except zmq.Again:
                         break
                     for out in self._answer(frames[0], frames[1:]):
-                        sock.send_multipart(out)
+                        self._send(sock, out)
+        except BaseException as exc:
+            self.crash = exc
         finally:
             sock.close(linger=0)
 
@@ -112,6 +120,12 @@ class FakeDaemon:
         now = time.monotonic()
         while self._later and self._later[0][0] <= now:
             _, _, frames = heapq.heappop(self._later)
+            self._send(sock, frames)
+
+    @staticmethod
+    def _send(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+        # EHOSTUNREACH (ROUTER_MANDATORY): that client has gone; drop the answer.
+        with contextlib.suppress(zmq.ZMQError):
             sock.send_multipart(frames)
 
     def _later_send(self, delay_s: float, frames: list[bytes]) -> None:

@@ -1,0 +1,413 @@
+"""The asyncio client: the same operations as :class:`Client`, as coroutines.
+
+One DEALER socket (``zmq.asyncio``), one reader task that routes each reply
+to the future of its req_id. Tasks send directly (a ZeroMQ send on a DEALER
+never waits unless the queue is full); only receiving goes through the reader.
+The reader starts lazily in the running event loop, and again in a new loop
+when the old one is gone (``asyncio.run`` twice with one client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+import ipc
+from ipc import DaemonUnavailable, Event, Message, ZskillError
+
+from . import _client_common as common
+from ._client_common import CALL_REPLY_MARGIN_S, LIVENESS_EVERY_S, CallResult, Target
+from ._config import Config, load
+
+__all__ = ["AsyncClient", "AsyncEventStream"]
+
+_log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Any], None]
+Records = list[dict[str, Any]]  # status maps, releases, events
+Frames = list[bytes]
+
+
+class _Pending:
+    """A request in flight: its future, and the timer that watches its wait."""
+
+    __slots__ = ("deadline", "future", "next_check", "on_progress", "req_id", "timer", "what")
+
+    def __init__(
+        self,
+        req_id: int,
+        future: asyncio.Future[Message],
+        on_progress: ProgressCallback | None,
+        deadline: float | None,
+        what: str,
+        now: float,
+    ) -> None:
+        self.req_id = req_id
+        self.future = future
+        self.on_progress = on_progress
+        self.deadline = deadline
+        self.what = what
+        self.next_check = now + LIVENESS_EVERY_S
+        self.timer: asyncio.TimerHandle | None = None
+
+    def until(self) -> float:
+        """When the watch must look next: the deadline or the next liveness check."""
+        return self.next_check if self.deadline is None else min(self.deadline, self.next_check)
+
+
+class AsyncClient:
+    """Talk to the daemon of one run dir from any number of tasks of one event
+    loop at a time. ``target`` as for :class:`Client`."""
+
+    def __init__(
+        self,
+        target: str | Path | Config | Target = "zskill.toml",
+        *,
+        timeout: float = 60.0,
+        max_message_bytes: int | None = None,
+    ) -> None:
+        self._target = Target.resolve(target, max_message_bytes)
+        self._timeout = timeout
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._verified = False  # daemon seen alive since the last failure
+        self._ctx = zmq.asyncio.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        # configure() is typed for sync sockets; the options are the same.
+        ipc.configure(self._sock, max_bytes=self._target.max_bytes)  # type: ignore[arg-type]
+        self._sock.setsockopt(zmq.SNDHWM, 100_000)
+        self._sock.setsockopt(zmq.RCVHWM, 100_000)
+        self._sock.connect(self._target.endpoints.control)
+
+    @classmethod
+    def from_config(
+        cls, path: str | Path, *, timeout: float = 60.0, max_message_bytes: int | None = None
+    ) -> AsyncClient:
+        return cls(load(path), timeout=timeout, max_message_bytes=max_message_bytes)
+
+    @classmethod
+    def from_run_dir(
+        cls, path: str | Path, *, timeout: float = 60.0, max_message_bytes: int | None = None
+    ) -> AsyncClient:
+        return cls(Target.for_run_dir(path, max_message_bytes), timeout=timeout)
+
+    @property
+    def run_dir(self) -> Path:
+        return self._target.run_dir
+
+    # --- calls -----------------------------------------------------------------
+
+    async def call(
+        self,
+        skill: str,
+        tool: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        return common.call_value(await self._call(skill, tool, args, timeout))
+
+    async def call_detailed(
+        self,
+        skill: str,
+        tool: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> CallResult:
+        started = time.perf_counter()
+        reply = await self._call(skill, tool, args, timeout)
+        return common.call_result(reply, time.perf_counter() - started)
+
+    async def _call(
+        self, skill: str, tool: str, args: Mapping[str, Any] | None, timeout: float | None
+    ) -> Message:
+        timeout_s = self._timeout if timeout is None else timeout
+        req_id = next(self._ids)
+        frames = common.call_frames(req_id, skill, tool, args, timeout_s, self._target.max_bytes)
+        wait_s = timeout_s + CALL_REPLY_MARGIN_S  # the daemon itself answers by timeout_s
+        return await self._roundtrip(req_id, frames, wait_s, f"call {skill}.{tool}", None)
+
+    async def request(
+        self,
+        op: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Any:
+        req_id = next(self._ids)
+        frames = common.request_frames(req_id, op, args, self._target.max_bytes)
+        return common.reply_body(await self._roundtrip(req_id, frames, timeout, op, on_progress))
+
+    # --- control operations ------------------------------------------------------
+
+    async def ping(self, timeout: float = 2.0) -> dict[str, Any]:
+        return common.as_dict(await self.request("ping", timeout=timeout), "ping")
+
+    async def list(self) -> Records:
+        return common.as_list(await self.request("list"), "list")
+
+    async def tools(self, skill: str | None = None) -> dict[str, Records]:
+        body = await self.request("tools", common.optional_skill_args(skill))
+        return common.as_dict(body, "tools")
+
+    async def start(self, skill: str) -> dict[str, Any]:
+        return common.as_dict(await self.request("start", common.skill_args(skill)), "start")
+
+    async def stop(self, skill: str) -> dict[str, Any]:
+        return common.as_dict(await self.request("stop", common.skill_args(skill)), "stop")
+
+    async def restart(self, skill: str) -> dict[str, Any]:
+        return common.as_dict(await self.request("restart", common.skill_args(skill)), "restart")
+
+    async def upgrade(
+        self,
+        skill: str,
+        from_dir: str | Path | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        args = common.upgrade_args(skill, from_dir)
+        body = await self.request("upgrade", args, on_progress=on_progress)
+        return common.as_dict(body, "upgrade")
+
+    async def rollback(
+        self, skill: str, *, on_progress: ProgressCallback | None = None
+    ) -> dict[str, Any]:
+        args = common.skill_args(skill)
+        body = await self.request("rollback", args, on_progress=on_progress)
+        return common.as_dict(body, "rollback")
+
+    async def releases(self, skill: str) -> Records:
+        body = await self.request("releases", common.skill_args(skill))
+        return common.as_list(body, "releases")
+
+    async def events(self, skill: str | None = None, limit: int = 100) -> Records:
+        body = await self.request("events", common.events_args(skill, limit))
+        return common.as_list(body, "events")
+
+    async def shutdown(self) -> None:
+        await self.request("shutdown")
+
+    async def subscribe(self, skill: str | None = None) -> AsyncEventStream:
+        """Live events of ``skill`` (or of every skill) from now on."""
+        if self._closed:
+            raise ZskillError("client is closed")
+        return AsyncEventStream(self._ctx, self._target.endpoints.events, skill)
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Fail the requests still waiting, stop the reader, close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fail_pending(ZskillError("client is closed"))
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            if self._loop is asyncio.get_running_loop():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        self._sock.close(linger=0)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- requests and the reader task ----------------------------------------------
+
+    async def _roundtrip(
+        self,
+        req_id: int,
+        frames: Frames,
+        wait_s: float | None,
+        what: str,
+        on_progress: ProgressCallback | None,
+    ) -> Message:
+        if self._closed:
+            raise ZskillError("client is closed")
+        if not self._verified:
+            if not self._target.daemon_alive():
+                raise self._target.not_running()
+            self._verified = True
+        loop = asyncio.get_running_loop()
+        self._ensure_reader(loop)
+        now = loop.time()
+        deadline = None if wait_s is None else now + wait_s
+        pending = _Pending(req_id, loop.create_future(), on_progress, deadline, what, now)
+        self._pending[req_id] = pending
+        try:
+            try:
+                await self._sock.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                raise DaemonUnavailable(
+                    f"the daemon at {self.run_dir} is not taking requests (send queue full)"
+                ) from None
+            except zmq.ZMQError as exc:
+                raise DaemonUnavailable(f"cannot send to the daemon: {exc}") from None
+            # One timer watches the wait (cheaper than asyncio.wait per call).
+            pending.timer = loop.call_at(pending.until(), self._watch, pending)
+            return await pending.future
+        finally:
+            self._pending.pop(req_id, None)
+            if pending.timer is not None:
+                pending.timer.cancel()
+
+    def _watch(self, pending: _Pending) -> None:
+        """At the end of a wait's slice: fail it at its deadline, or when the
+        daemon is gone (checked every few seconds); else look again later."""
+        if pending.future.done():
+            return
+        loop = pending.future.get_loop()
+        now = loop.time()
+        error: DaemonUnavailable | None = None
+        if pending.deadline is not None and now >= pending.deadline:
+            error = self._target.no_answer(pending.what, pending.req_id)
+        elif now >= pending.next_check:
+            pending.next_check = now + LIVENESS_EVERY_S
+            if not self._target.daemon_alive():
+                error = self._target.not_running()
+        if error is not None:
+            self._verified = False
+            pending.future.set_exception(error)
+        else:
+            pending.timer = loop.call_at(pending.until(), self._watch, pending)
+
+    def _ensure_reader(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._reader is not None and not self._reader.done():
+            if self._loop is loop:
+                return
+            assert self._loop is not None
+            if self._loop.is_running():
+                raise ZskillError("the AsyncClient is in use by another event loop")
+            # Its loop stopped without cancelling it; it will never run again.
+        self._loop = loop
+        self._reader = loop.create_task(self._read(), name="zskill-client-reader")
+        self._reader.add_done_callback(self._reader_done)
+
+    async def _read(self) -> None:
+        while True:
+            self._dispatch(await self._sock.recv_multipart())
+
+    def _reader_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # Without a reader no reply can arrive: fail the waiting, not hang them.
+            _log.debug("the client's reader stopped: %r", exc)
+            self._fail_pending(DaemonUnavailable(f"cannot read from the daemon's socket: {exc}"))
+
+    def _dispatch(self, frames: Frames) -> None:
+        try:
+            msg = ipc.decode(frames)
+        except ZskillError as exc:
+            _log.debug("ignoring an unreadable frame from the daemon: %s", exc)
+            return
+        req_id = common.reply_id(msg)
+        if req_id is None:
+            _log.debug("ignoring a %s on the control socket", type(msg).__name__)
+            return
+        if isinstance(msg, ipc.Progress):
+            pending = self._pending.get(req_id)
+        else:
+            pending = self._pending.pop(req_id, None)
+        if pending is None or pending.future.done():
+            _log.debug("ignoring an answer to req %d, which nobody waits for", req_id)
+        elif not isinstance(msg, ipc.Progress):
+            pending.future.set_result(msg)
+        elif pending.on_progress is not None:
+            try:
+                pending.on_progress(msg.body)
+            except Exception as exc:  # the caller's callback: its error is the caller's
+                self._pending.pop(req_id, None)
+                pending.future.set_exception(exc)
+
+    def _fail_pending(self, error: ZskillError) -> None:
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if not p.future.done():
+                p.future.set_exception(error)
+
+
+class AsyncEventStream:
+    """Events of one skill (or all) as they are published; for one task.
+
+    As with :class:`EventStream`, events published before the subscription
+    reached the daemon are missed; the durable history is ``events()``.
+    """
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, skill: str | None) -> None:
+        self._skill = skill
+        self._sock = ctx.socket(zmq.SUB)
+        ipc.configure(self._sock)  # type: ignore[arg-type]  # as in AsyncClient
+        self._sock.setsockopt(zmq.SUBSCRIBE, common.topic(skill))
+        self._sock.connect(endpoint)
+        self._closed = False
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after ``timeout`` seconds (None: wait on)."""
+        if self._closed:
+            raise ZskillError("event stream is closed")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if deadline is not None:
+                wait_ms = max(0, math.ceil((deadline - loop.time()) * 1000))
+                if not await self._sock.poll(wait_ms):
+                    return None
+            event = common.event_from_frames(await self._sock.recv_multipart())
+            if event is not None and common.wants(event, self._skill):
+                return event
+
+    def __aiter__(self) -> AsyncEventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._closed:
+            raise StopAsyncIteration
+        event = await self.next(None)
+        assert event is not None
+        return event
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sock.close(linger=0)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> AsyncEventStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,243 @@
+"""The blocking client: calls and control operations from any number of
+threads, pipelined on one connection (:mod:`._client_conn`), and the event
+stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import zmq
+
+import ipc
+from ipc import Event, Message, ZskillError
+
+from . import _client_common as common
+from ._client_common import CALL_REPLY_MARGIN_S, CallResult, Target
+from ._client_conn import Connection, ProgressCallback
+from ._config import Config, load
+
+__all__ = ["CallResult", "Client", "EventStream"]
+
+Records = list[dict[str, Any]]  # status maps, releases, events
+
+
+class Client:
+    """Talk to the daemon of one run dir from any number of threads.
+
+    ``target`` is a config file (or a loaded Config) whose run dir to use, or
+    a run dir. Construction never fails because the daemon is down: the
+    socket connects whenever the daemon comes; calls fail fast meanwhile.
+    """
+
+    def __init__(
+        self,
+        target: str | Path | Config | Target = "zskill.toml",
+        *,
+        timeout: float = 60.0,
+        max_message_bytes: int | None = None,
+    ) -> None:
+        self._target = Target.resolve(target, max_message_bytes)
+        self._timeout = timeout
+        self._ids = itertools.count(1)
+        self._ctx = zmq.Context.instance()
+        self._conn = Connection(self._ctx, self._target)
+
+    @classmethod
+    def from_config(
+        cls, path: str | Path, *, timeout: float = 60.0, max_message_bytes: int | None = None
+    ) -> Client:
+        return cls(load(path), timeout=timeout, max_message_bytes=max_message_bytes)
+
+    @classmethod
+    def from_run_dir(
+        cls, path: str | Path, *, timeout: float = 60.0, max_message_bytes: int | None = None
+    ) -> Client:
+        return cls(Target.for_run_dir(path, max_message_bytes), timeout=timeout)
+
+    @property
+    def run_dir(self) -> Path:
+        return self._target.run_dir
+
+    # --- calls -----------------------------------------------------------------
+
+    def call(
+        self,
+        skill: str,
+        tool: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run ``skill.tool(**args)`` and return its result."""
+        return common.call_value(self._call(skill, tool, args, timeout))
+
+    def call_detailed(
+        self,
+        skill: str,
+        tool: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> CallResult:
+        """Like :meth:`call`, with the version that served it and the round trip time."""
+        started = time.perf_counter()
+        reply = self._call(skill, tool, args, timeout)
+        return common.call_result(reply, time.perf_counter() - started)
+
+    def _call(
+        self, skill: str, tool: str, args: Mapping[str, Any] | None, timeout: float | None
+    ) -> Message:
+        timeout_s = self._timeout if timeout is None else timeout
+        req_id = next(self._ids)
+        frames = common.call_frames(req_id, skill, tool, args, timeout_s, self._target.max_bytes)
+        # The daemon answers by timeout_s itself; the margin is for the trip back.
+        wait_s = timeout_s + CALL_REPLY_MARGIN_S
+        return self._conn.roundtrip(req_id, frames, wait_s, f"call {skill}.{tool}", None)
+
+    def request(
+        self,
+        op: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Any:
+        """Run a control operation; return its reply's body. Without a timeout,
+        wait as long as the daemon lives (an upgrade may drain for grace_s)."""
+        req_id = next(self._ids)
+        frames = common.request_frames(req_id, op, args, self._target.max_bytes)
+        return common.reply_body(self._conn.roundtrip(req_id, frames, timeout, op, on_progress))
+
+    # --- control operations ------------------------------------------------------
+
+    def ping(self, timeout: float = 2.0) -> dict[str, Any]:
+        return common.as_dict(self.request("ping", timeout=timeout), "ping")
+
+    def list(self) -> Records:
+        return common.as_list(self.request("list"), "list")
+
+    def tools(self, skill: str | None = None) -> dict[str, Records]:
+        return common.as_dict(self.request("tools", common.optional_skill_args(skill)), "tools")
+
+    def start(self, skill: str) -> dict[str, Any]:
+        return common.as_dict(self.request("start", common.skill_args(skill)), "start")
+
+    def stop(self, skill: str) -> dict[str, Any]:
+        return common.as_dict(self.request("stop", common.skill_args(skill)), "stop")
+
+    def restart(self, skill: str) -> dict[str, Any]:
+        return common.as_dict(self.request("restart", common.skill_args(skill)), "restart")
+
+    def upgrade(
+        self,
+        skill: str,
+        from_dir: str | Path | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        args = common.upgrade_args(skill, from_dir)
+        return common.as_dict(self.request("upgrade", args, on_progress=on_progress), "upgrade")
+
+    def rollback(
+        self, skill: str, *, on_progress: ProgressCallback | None = None
+    ) -> dict[str, Any]:
+        args = common.skill_args(skill)
+        return common.as_dict(self.request("rollback", args, on_progress=on_progress), "rollback")
+
+    def releases(self, skill: str) -> Records:
+        return common.as_list(self.request("releases", common.skill_args(skill)), "releases")
+
+    def events(self, skill: str | None = None, limit: int = 100) -> Records:
+        return common.as_list(self.request("events", common.events_args(skill, limit)), "events")
+
+    def shutdown(self) -> None:
+        self.request("shutdown")
+
+    def subscribe(self, skill: str | None = None) -> EventStream:
+        """Live events of ``skill`` (or of every skill) from now on."""
+        if self._conn.closed:
+            raise ZskillError("client is closed")
+        return EventStream(self._ctx, self._target.endpoints.events, skill)
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Fail the calls still waiting and close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EventStream:
+    """Events of one skill (or all) as they are published; for one thread.
+
+    ZeroMQ subscriptions take a moment to reach the publisher, so events
+    published right after :meth:`Client.subscribe` returns may be missed; the
+    durable history is :meth:`Client.events`.
+    """
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, skill: str | None) -> None:
+        self._skill = skill
+        self._sock: zmq.Socket[bytes] = ctx.socket(zmq.SUB)
+        ipc.configure(self._sock)
+        self._sock.setsockopt(zmq.SUBSCRIBE, common.topic(skill))
+        self._sock.connect(endpoint)
+        self._closed = False
+
+    def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after ``timeout`` seconds (None: wait on)."""
+        if self._closed:
+            raise ZskillError("event stream is closed")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if deadline is None:
+                ready = self._sock.poll(-1)
+            else:
+                ready = self._sock.poll(max(0, math.ceil((deadline - time.monotonic()) * 1000)))
+            if not ready:
+                return None
+            event = common.event_from_frames(self._sock.recv_multipart())
+            if event is not None and common.wants(event, self._skill):
+                return event
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        if self._closed:
+            raise StopIteration
+        event = self.next(None)
+        assert event is not None
+        return event
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sock.close(linger=0)
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,254 @@
+"""What :class:`Client` and :class:`AsyncClient` share: finding the daemon,
+framing requests, turning replies into values or errors.
+
+No I/O on sockets here, so the sync and async clients differ only in how they
+wait. Everything a reply can carry goes through :func:`ipc.decode` first; this
+module sees typed messages only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+import ipc
+from ipc import (
+    CallReply,
+    CallRequest,
+    DaemonUnavailable,
+    Event,
+    InvalidArguments,
+    Message,
+    MessageTooLarge,
+    ProtocolError,
+    Reply,
+    Request,
+    ZskillError,
+)
+
+from ._config import Config, load
+
+CALL_REPLY_MARGIN_S = 2.0
+"""How much longer than a call's ``timeout_s`` the client waits for the reply.
+The daemon itself answers CallTimeout at the deadline; the margin covers the
+trip back, so only a daemon that is gone or wedged trips the client's own limit."""
+
+LIVENESS_EVERY_S = 2.0
+"""While a wait goes on, how often to check that the daemon process still
+exists. A reply that can never come then fails in seconds, not at the deadline
+(or never, for control operations that wait without a limit)."""
+
+PID_FILE = "zskilld.pid"
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """A call's result with who served it and how long the round trip took."""
+
+    value: Any
+    version: str
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a client connects, resolved once at construction."""
+
+    run_dir: Path
+    endpoints: ipc.Endpoints
+    max_bytes: int
+
+    @classmethod
+    def resolve(cls, target: str | Path | Config | Target, max_message_bytes: int | None) -> Target:
+        """A Config, a config file (read for its run_dir), or an existing run dir.
+        Without ``max_message_bytes``, the config's limit (the daemon's) applies."""
+        if isinstance(target, Target):
+            return target
+        if not isinstance(target, Config):
+            path = Path(target).expanduser()
+            if path.is_dir():
+                return cls.for_run_dir(path, max_message_bytes)
+            target = load(path)
+        if max_message_bytes is None:
+            max_message_bytes = target.daemon.max_message_bytes
+        return cls.for_run_dir(target.run_dir, max_message_bytes)
+
+    @classmethod
+    def for_run_dir(cls, run_dir: str | Path, max_message_bytes: int | None) -> Target:
+        """A run dir, which need not exist yet (the daemon may come later)."""
+        path = Path(os.path.abspath(Path(run_dir).expanduser()))
+        limit = ipc.MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
+        return cls(path, ipc.Endpoints.for_run_dir(path), limit)
+
+    def not_running(self) -> DaemonUnavailable:
+        return DaemonUnavailable(
+            f"no zskill daemon is running for {self.run_dir} (start it with `zskill up`)",
+            run_dir=str(self.run_dir),
+        )
+
+    def no_answer(self, what: str, req_id: int) -> DaemonUnavailable:
+        return DaemonUnavailable(
+            f"no answer from the daemon at {self.run_dir} for {what} (req {req_id})",
+            run_dir=str(self.run_dir),
+        )
+
+    def daemon_alive(self) -> bool:
+        """The control socket exists and the pid file names a live process.
+
+        A cheap local check (a stat and a small read): it lets a client fail at
+        once instead of queueing requests in ZeroMQ for a daemon that may
+        never come.
+        """
+        control = self.endpoints.paths()[0]
+        if not control.exists():
+            return False
+        try:
+            pid = int((self.run_dir / PID_FILE).read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return False
+        return pid > 0 and psutil.pid_exists(pid)
+
+
+def _check_size(frames: list[bytes], max_bytes: int) -> list[bytes]:
+    size = sum(len(f) for f in frames)
+    if size > max_bytes:
+        raise MessageTooLarge(
+            f"message of {size} bytes exceeds the limit of {max_bytes}", size=size, limit=max_bytes
+        )
+    return frames
+
+
+def call_frames(
+    req_id: int,
+    skill: str,
+    tool: str,
+    args: Mapping[str, Any] | None,
+    timeout_s: float,
+    max_bytes: int,
+) -> list[bytes]:
+    """Frames of a CallRequest; the arguments are encoded here, once."""
+    if type(args) is not dict:
+        if args is None:
+            args = {}
+        elif isinstance(args, Mapping):
+            args = dict(args)
+        else:
+            raise InvalidArguments(
+                f"arguments of {skill}.{tool} must be a mapping, not {type(args).__name__}",
+                skill=skill,
+                tool=tool,
+            )
+    payload = ipc.encode_payload(args)
+    msg = CallRequest(req_id, skill, tool, float(timeout_s), payload=payload)
+    return _check_size(ipc.encode(msg), max_bytes)
+
+
+def request_frames(
+    req_id: int, op: str, args: Mapping[str, Any] | None, max_bytes: int
+) -> list[bytes]:
+    if args is None:
+        args = {}
+    elif not isinstance(args, Mapping):
+        raise InvalidArguments(f"arguments of {op!r} must be a mapping, not {type(args).__name__}")
+    frames = ipc.encode(Request(req_id, op, dict(args)))
+    return _check_size(frames, max_bytes)
+
+
+def reply_id(msg: Message) -> int | None:
+    """The req_id a message from the control socket answers, if any."""
+    if isinstance(msg, (CallReply, Reply, ipc.Progress)):
+        return msg.req_id
+    return None
+
+
+def call_value(msg: Message) -> Any:
+    """The result a call's final reply carries, or its error raised."""
+    if type(msg) is CallReply and msg.error is None:
+        return ipc.decode_payload(msg.payload)
+    raise _failure(msg, "CallReply")
+
+
+def call_result(msg: Message, elapsed_s: float) -> CallResult:
+    """As :func:`call_value`, with who served the call and how long it took."""
+    value = call_value(msg)
+    assert isinstance(msg, CallReply)
+    return CallResult(value, msg.version, elapsed_s)
+
+
+def reply_body(msg: Message) -> Any:
+    """The body of a control operation's final reply, or its error raised."""
+    if isinstance(msg, Reply) and msg.error is None:
+        return msg.body
+    raise _failure(msg, "Reply")
+
+
+def _failure(msg: Message, expected: str) -> ZskillError:
+    # A daemon that cannot make sense of a request may answer it with the
+    # other reply kind; its error still is the answer.
+    error = getattr(msg, "error", None)
+    if isinstance(error, ipc.WireError):
+        return ipc.error_from_wire(error)
+    return ProtocolError(f"expected a {expected}, the daemon sent a {type(msg).__name__}")
+
+
+def event_from_frames(frames: Sequence[bytes]) -> Event | None:
+    """An event published as ``[topic, header]`` (or a bare header); None for
+    anything else, which a subscriber skips."""
+    body = frames[1:] if len(frames) == 2 else frames
+    try:
+        msg = ipc.decode(body)
+    except ZskillError:
+        return None
+    return msg if isinstance(msg, Event) else None
+
+
+# --- control operations: arguments and the shape of their answers ------------
+
+
+def skill_args(skill: str) -> dict[str, Any]:
+    return {"skill": skill}
+
+
+def optional_skill_args(skill: str | None) -> dict[str, Any]:
+    return {} if skill is None else {"skill": skill}
+
+
+def upgrade_args(skill: str, from_dir: str | Path | None) -> dict[str, Any]:
+    args: dict[str, Any] = {"skill": skill}
+    if from_dir is not None:
+        # The daemon's cwd is not ours: send the directory as an absolute path.
+        args["from"] = os.path.abspath(Path(from_dir).expanduser())
+    return args
+
+
+def events_args(skill: str | None, limit: int) -> dict[str, Any]:
+    args: dict[str, Any] = {"limit": limit}
+    if skill is not None:
+        args["skill"] = skill
+    return args
+
+
+def as_dict(body: Any, op: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{op}: expected a map from the daemon, got {type(body).__name__}")
+    return body
+
+
+def as_list(body: Any, op: str) -> list[dict[str, Any]]:
+    if not isinstance(body, list):
+        raise ProtocolError(f"{op}: expected a list from the daemon, got {type(body).__name__}")
+    return body
+
+
+def topic(skill: str | None) -> bytes:
+    return b"" if skill is None else skill.encode()
+
+
+def wants(event: Event, skill: str | None) -> bool:
+    # SUB topics match by prefix: "mail" would also deliver "mailer"'s events.
+    return skill is None or event.skill == skill

@@ -1,0 +1,387 @@
+"""One DEALER connection to the daemon, shared by any number of threads,
+with requests pipelined on it: the engine under :class:`Client`.
+
+Why leader/follower, not an I/O thread: a background thread costs two thread
+hand-offs per call (caller -> I/O thread -> caller), tens of microseconds,
+which is most of a round trip through the daemon. Here the calling threads
+take turns owning the socket instead:
+
+    caller                          the socket
+    ──────                          ──────────
+    register a waiter ──┬── nobody reading: become the reader ("leader"),
+                        │     send, poll, dispatch replies to their waiters
+                        │     until our own arrives, then promote a follower
+                        └── someone reading: queue the frames in the outbox,
+                              wake the reader (an eventfd it polls), and wait
+                              until our reply arrives or we are promoted
+
+A lone caller sends and receives on its own thread: no hand-off at all.
+
+The invariant that keeps anyone from waiting while nobody reads, all of it
+guarded by ``_mu``:
+
+    ``_reading`` is True exactly while one waiter holds the reader role
+    (``leading``), including a promotion on its way to an idle waiter.
+    A waiter blocks (``idle``) only after checking, in the same critical
+    section, that ``_reading`` is True; if it is not, it takes the role.
+    The reader passes the role on (``_pass_role``) only to an idle waiter --
+    never to one busy running its progress callback, which might itself call
+    the client -- and clears ``_reading`` when there is none. A waiter leaves
+    ``_waiters`` only under ``_mu`` (on its reply, on close, or giving up).
+    So a blocked waiter always has a reader that will promote it or deliver
+    its reply. Frames queued in the outbox are sent by the reader of the
+    moment or the next one; the reader reads the eventfd *before* draining
+    the outbox, so a wake-up cannot fall between the two.
+
+A reader also steps out of the role while its own progress callbacks run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+import ipc
+from ipc import DaemonUnavailable, Message, ZskillError
+
+from . import _client_common as common
+from ._client_common import LIVENESS_EVERY_S, Target
+
+_log = logging.getLogger("orchestrator._client")
+
+ProgressCallback = Callable[[Any], None]
+Frames = list[bytes]
+_PollItems = list[tuple[Any, int]]  # as zmq.zmq_poll takes them
+# Plain ints: pyzmq combines flags per frame, and IntFlag arithmetic costs a
+# microsecond per call on the fast path.
+_NOBLOCK = int(zmq.NOBLOCK)
+_POLLIN = int(zmq.POLLIN)
+
+
+class _Waiter:
+    """One request in flight, and how its thread hears about it: the reply,
+    a progress update, an error (client closed), or a promotion to reader."""
+
+    __slots__ = ("abandoned", "error", "event", "idle", "leading", "progress", "reply", "req_id")
+
+    def __init__(self, req_id: int) -> None:
+        self.req_id = req_id
+        # Made when the waiter first blocks; a lone reader never needs one.
+        self.event: threading.Event | None = None
+        self.reply: Message | None = None
+        self.error: ZskillError | None = None
+        self.leading = False
+        self.idle = False  # blocked on its event: may be promoted
+        self.abandoned = False
+        self.progress: deque[Any] = deque()
+
+    def has_news(self) -> bool:
+        return self.reply is not None or self.error is not None or bool(self.progress)
+
+
+class _Wakeup:
+    """A file descriptor that polls readable once set: how a follower wakes the
+    reader blocked in zmq_poll. An eventfd on Linux, a pipe elsewhere."""
+
+    def __init__(self) -> None:
+        if sys.platform == "linux":
+            self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._token = (1).to_bytes(8, sys.byteorder)
+        else:
+            self._r, self._w = os.pipe()
+            os.set_blocking(self._r, False)
+            os.set_blocking(self._w, False)
+            self._token = b"\0"
+        # A client dropped without close() must not leak its descriptors.
+        self._finalizer = weakref.finalize(self, _close_fds, {self._r, self._w})
+
+    def fileno(self) -> int:
+        return self._r
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe is readable already
+            os.write(self._w, self._token)
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # spurious: nothing to clear
+            os.read(self._r, 4096)
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _close_fds(fds: set[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+class Connection:
+    """Send requests and wait for their replies, from any thread."""
+
+    def __init__(self, ctx: zmq.Context[Any], target: Target) -> None:
+        self._target = target
+        self._mu = threading.Lock()
+        self._waiters: dict[int, _Waiter] = {}
+        self._outbox: deque[tuple[_Waiter, Frames]] = deque()
+        self._reading = False
+        self.closed = False
+        self._verified = False  # daemon seen alive since the last failure
+        self._sock: zmq.Socket[bytes] = ctx.socket(zmq.DEALER)
+        ipc.configure(self._sock, max_bytes=target.max_bytes)
+        self._sock.setsockopt(zmq.SNDHWM, 100_000)
+        self._sock.setsockopt(zmq.RCVHWM, 100_000)
+        self._sock.connect(target.endpoints.control)
+        self._wakeup = _Wakeup()
+        self._poll_items: _PollItems = [
+            (self._sock, _POLLIN),
+            (self._wakeup.fileno(), _POLLIN),
+        ]
+
+    def roundtrip(
+        self,
+        req_id: int,
+        frames: Frames,
+        wait_s: float | None,
+        what: str,
+        on_progress: ProgressCallback | None,
+    ) -> Message:
+        """Send ``frames`` and return the final reply to ``req_id``; raise
+        DaemonUnavailable after ``wait_s`` (None: no limit while the daemon lives)."""
+        if self.closed:
+            raise ZskillError("client is closed")
+        if not self._verified:
+            if not self._target.daemon_alive():
+                raise self._target.not_running()
+            self._verified = True
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        w = _Waiter(req_id)
+        with self._mu:
+            if self.closed:
+                raise ZskillError("client is closed")
+            self._waiters[req_id] = w
+            if self._reading:
+                self._outbox.append((w, frames))
+                self._wakeup.set()  # under _mu: the fd is closed under _mu
+            else:
+                self._reading = w.leading = True
+        try:
+            if w.leading:
+                self._send(frames)
+            return self._await(w, deadline, what, on_progress)
+        finally:
+            self._leave(w)
+
+    def close(self) -> None:
+        """Fail the requests still waiting, then close the socket (at once if no
+        thread is reading, else by the reader as it leaves)."""
+        closed = ZskillError("client is closed")
+        with self._mu:
+            if self.closed:
+                return
+            self.closed = True
+            for w in self._waiters.values():
+                w.error = closed
+                if w.event is not None:
+                    w.event.set()
+            self._waiters.clear()
+            if self._reading:
+                self._wakeup.set()
+            else:
+                self._reading = True  # nobody may take the socket again
+                self._teardown()
+
+    # --- waiting ---------------------------------------------------------------
+
+    def _await(
+        self,
+        w: _Waiter,
+        deadline: float | None,
+        what: str,
+        on_progress: ProgressCallback | None,
+    ) -> Message:
+        """Wait for w's reply, reading the socket whenever w holds the role;
+        check every few seconds that the daemon still exists."""
+        next_check = time.monotonic() + LIVENESS_EVERY_S
+        while True:
+            until = next_check if deadline is None else min(deadline, next_check)
+            if w.leading:
+                self._read_until(w, until)
+            else:
+                self._idle_until(w, until)
+            if w.progress:
+                self._step_out(w)  # the callback may call us: let others read meanwhile
+                while w.progress:
+                    body = w.progress.popleft()
+                    if on_progress is not None:
+                        on_progress(body)
+            if w.reply is not None:
+                return w.reply
+            if w.error is not None:
+                raise w.error
+            now = time.monotonic()
+            failure: DaemonUnavailable | None = None
+            if deadline is not None and now >= deadline:
+                failure = self._target.no_answer(what, w.req_id)
+            elif now >= next_check:
+                next_check = now + LIVENESS_EVERY_S
+                if not self._target.daemon_alive():
+                    failure = self._target.not_running()
+            if failure is not None and self._give_up(w):
+                self._verified = False
+                raise failure
+
+    def _idle_until(self, w: _Waiter, until: float) -> None:
+        """Block until w has news or is promoted -- or take the role at once if
+        nobody holds it (its last holder left while w ran its callbacks)."""
+        with self._mu:
+            if w.event is None:
+                w.event = threading.Event()
+            w.event.clear()  # before looking at w: a later set() is not lost
+            if w.has_news():
+                return
+            if not self._reading:
+                self._reading = w.leading = True
+                return
+            w.idle = True
+        w.event.wait(max(0.0, until - time.monotonic()))
+        with self._mu:
+            w.idle = False
+
+    def _give_up(self, w: _Waiter) -> bool:
+        """Stop waiting for w, unless its answer came in meanwhile."""
+        with self._mu:
+            if w.reply is not None or w.error is not None:
+                return False
+            self._waiters.pop(w.req_id, None)
+            w.abandoned = True  # its frames, if still queued, are not sent
+            return True
+
+    def _step_out(self, w: _Waiter) -> None:
+        if w.leading:
+            with self._mu:
+                w.leading = False
+                self._pass_role()
+
+    def _leave(self, w: _Waiter) -> None:
+        """w is done: forget it, and pass the reader role on if it held it."""
+        with self._mu:
+            if self._waiters.pop(w.req_id, None) is not None:
+                w.abandoned = True
+            if w.leading:
+                w.leading = False
+                self._pass_role()
+
+    def _pass_role(self) -> None:
+        """Under _mu, by the reader leaving the role: to the oldest idle waiter."""
+        if self.closed:
+            self._teardown()  # _reading stays True: the socket is gone
+            return
+        for successor in self._waiters.values():
+            if successor.idle:
+                assert successor.event is not None
+                successor.idle = False
+                successor.leading = True
+                successor.event.set()
+                return
+        # Nobody blocks: waiters busy in their callbacks take the role when they
+        # come back (_idle_until); their queued frames wait in the outbox till then.
+        self._reading = False
+
+    # --- reading (only by the waiter holding the role) ---------------------------
+
+    def _read_until(self, me: _Waiter, until: float) -> None:
+        """Send queued frames, dispatch replies, until ``me`` has news or
+        ``until`` passes."""
+        items = self._poll_items
+        sock = self._sock
+        while True:
+            if self._outbox:
+                self._flush()
+            if me.reply is not None or me.error is not None or me.progress:
+                return
+            timeout_ms = math.ceil((until - time.monotonic()) * 1000)
+            if timeout_ms <= 0:
+                return
+            for ready, _ in zmq.zmq_poll(items, timeout_ms):
+                if ready is not sock:
+                    self._wakeup.clear()  # then the loop drains the outbox
+                    continue
+                while True:  # every reply there is, not only ours
+                    try:
+                        frames = sock.recv_multipart(_NOBLOCK)
+                    except zmq.Again:
+                        break
+                    except zmq.ZMQError as exc:
+                        raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from None
+                    self._dispatch(frames, me)
+                    if me.reply is not None and not self._waiters:
+                        break  # the lone caller's fast path: skip one more empty recv
+
+    def _dispatch(self, frames: Frames, me: _Waiter) -> None:
+        try:
+            msg = ipc.decode(frames)
+        except ZskillError as exc:
+            _log.debug("ignoring an unreadable frame from the daemon: %s", exc)
+            return
+        req_id = common.reply_id(msg)
+        if req_id is None:
+            _log.debug("ignoring a %s on the control socket", type(msg).__name__)
+            return
+        if req_id == me.req_id and not isinstance(msg, ipc.Progress):
+            # Our own answer needs no lock: only this thread could give me up.
+            self._waiters.pop(req_id, None)
+            me.reply = msg
+            return
+        if isinstance(msg, ipc.Progress):
+            w = self._waiters.get(req_id)
+            if w is not None:
+                w.progress.append(msg.body)  # then read w.event: see _idle_until
+        else:
+            with self._mu:  # against _give_up: a waiter gets its reply or gives up, not both
+                w = self._waiters.pop(req_id, None)
+                if w is not None:
+                    w.reply = msg
+        if w is None:
+            _log.debug("ignoring an answer to req %d, which nobody waits for", req_id)
+        elif w is not me and w.event is not None:
+            w.event.set()
+
+    def _send(self, frames: Frames) -> None:
+        try:
+            self._sock.send_multipart(frames, _NOBLOCK)
+        except zmq.Again:
+            raise DaemonUnavailable(
+                f"the daemon at {self._target.run_dir} is not taking requests (send queue full)"
+            ) from None
+        except zmq.ZMQError as exc:
+            raise DaemonUnavailable(f"cannot send to the daemon: {exc}") from None
+
+    def _flush(self) -> None:
+        while self._outbox:
+            w, frames = self._outbox.popleft()
+            if w.abandoned or w.error is not None:
+                continue
+            try:
+                self._send(frames)
+            except DaemonUnavailable as exc:
+                with self._mu:
+                    if self._waiters.pop(w.req_id, None) is None:
+                        continue
+                    w.error = exc
+                if w.event is not None:
+                    w.event.set()
+
+    def _teardown(self) -> None:
+        self._sock.close(linger=0)
+        self._wakeup.close()
