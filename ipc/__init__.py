@@ -60,6 +60,7 @@ from ._sockets import (
     PROTOCOL_VERSION,
     Endpoints,
     configure,
+    send_frames,
     socket_dir,
 )
 
@@ -121,5 +122,6 @@ __all__ = [
     "encode_payload",
     "error_from_wire",
     "kind_of",
+    "send_frames",
     "socket_dir",
 ]

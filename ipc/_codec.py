@@ -8,6 +8,8 @@ that says what was wrong, never an exception from deep inside the daemon.
 from __future__ import annotations
 
 import dataclasses
+import operator
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -89,7 +91,17 @@ _CHECKS: dict[str, _Check] = {
 class _Spec:
     """What the codec knows of one message class, computed once."""
 
-    __slots__ = ("checks", "cls", "has_payload", "names", "required")
+    __slots__ = (
+        "checks",
+        "cls",
+        "fast_types",
+        "get",
+        "has_payload",
+        "kind",
+        "names",
+        "needs_wire",
+        "required",
+    )
 
     def __init__(self, cls: type[Message]) -> None:
         fields = [f for f in dataclasses.fields(cls) if f.name != "payload"]
@@ -102,15 +114,34 @@ class _Spec:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         )
         self.has_payload = cls.HAS_PAYLOAD
+        self.kind = int(cls.KIND)
+        self.get = operator.attrgetter(*self.names) if self.names else (lambda m: ())
+        # Kinds whose fields are all plain scalars/maps encode without a
+        # conversion pass and decode with one exact-type comparison per field
+        # (the hot path: Call, Result without error, CallRequest...).
+        simple = {"int": int, "float": float, "str": str, "bool": bool, "dict[str, Any]": dict}
+        types = [simple.get(str(f.type)) for f in fields]
+        self.fast_types: tuple[type, ...] | None = (
+            tuple(t for t in types if t is not None) if all(types) else None
+        )
+        self.needs_wire = not all(types)
 
 
 _SPECS: dict[int, _Spec] = {int(cls.KIND): _Spec(cls) for cls in MESSAGE_TYPES}
 _SPECS_BY_CLASS: dict[type[Message], _Spec] = {s.cls: s for s in _SPECS.values()}
 
 
+_local = threading.local()
+
+
 def _packb(value: Any) -> bytes:
-    # msgpack.Packer instances are not thread-safe; packb makes one per call.
-    return msgpack.packb(value, use_bin_type=True)
+    # A Packer is not thread-safe, and making one per call (msgpack.packb)
+    # costs as much as the packing: keep one per thread.
+    try:
+        pack = _local.pack
+    except AttributeError:
+        pack = _local.pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+    return pack(value)  # type: ignore[no-any-return]
 
 
 def _to_wire(value: Any) -> Any:
@@ -124,7 +155,12 @@ def _to_wire(value: Any) -> Any:
 def encode(msg: Message) -> list[bytes]:
     """Frames for ``msg``: the header, then the payload if the kind has one."""
     spec = _SPECS_BY_CLASS[type(msg)]
-    header = _packb([int(msg.KIND), *[_to_wire(getattr(msg, n)) for n in spec.names]])
+    values = spec.get(msg)
+    if len(spec.names) == 1:
+        values = (values,)
+    if spec.needs_wire:
+        values = tuple(_to_wire(v) for v in values)
+    header = _packb([spec.kind, *values])
     if spec.has_payload:
         return [header, msg.payload]  # type: ignore[attr-defined]
     return [header]
@@ -153,18 +189,31 @@ def decode(frames: Sequence[bytes], *, max_bytes: int | None = None) -> Message:
             f"{spec.cls.__name__} takes {spec.required}..{len(spec.names)} fields, "
             f"got {len(values)}"
         )
-    args = []
-    for name, check, value in zip(spec.names, spec.checks, values, strict=False):
-        try:
-            args.append(check(value))
-        except TypeError as exc:
-            raise ProtocolError(f"{spec.cls.__name__}.{name} must be {exc}") from None
+    fast = spec.fast_types
+    if (
+        fast is not None
+        and len(values) == len(fast)
+        and all(type(v) is t for v, t in zip(values, fast, strict=True))
+    ):
+        args = values
+    else:
+        args = _checked(spec, values)
     if spec.has_payload:
         payload = frames[1] if len(frames) == 2 else b""
         return spec.cls(*args, payload=payload)  # type: ignore[call-arg]
     if len(frames) == 2:
         raise ProtocolError(f"{spec.cls.__name__} takes no payload frame")
     return spec.cls(*args)
+
+
+def _checked(spec: _Spec, values: list[Any]) -> list[Any]:
+    args = []
+    for name, check, value in zip(spec.names, spec.checks, values, strict=False):
+        try:
+            args.append(check(value))
+        except TypeError as exc:
+            raise ProtocolError(f"{spec.cls.__name__}.{name} must be {exc}") from None
+    return args
 
 
 def kind_of(frames: Sequence[bytes]) -> Kind | None:

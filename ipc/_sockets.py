@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+import zmq.backend
 
 PROTOCOL_VERSION = 1
 """Carried in every hello; a skill speaking another version is refused."""
@@ -87,3 +89,21 @@ def configure(sock: zmq.Socket[bytes], *, max_bytes: int = MAX_MESSAGE_BYTES) ->
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.setsockopt(zmq.RCVHWM, 100_000)
+
+
+# pyzmq's Socket.send_multipart is a Python loop over Socket.send, itself a
+# Python wrapper over the compiled send: ~3 us for three frames against
+# ~0.4 us calling the compiled method with plain int flags. Every call crosses
+# four sends, so the hot paths use these.
+_send = zmq.backend.Socket.send
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
+
+
+def send_frames(sock: zmq.Socket[bytes], frames: Sequence[bytes]) -> None:
+    """Send a multipart message without blocking. Raises zmq.Again when the
+    peer's queue is full, zmq.ZMQError (EHOSTUNREACH) when a ROUTER's peer is
+    gone -- on the first frame, so nothing partial is ever queued."""
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        _send(sock, frame, _MORE if i < last else _LAST)

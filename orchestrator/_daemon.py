@@ -31,6 +31,7 @@ import zmq
 
 from ipc import (
     Bye,
+    Call,
     CallReply,
     CallRequest,
     DaemonRunning,
@@ -55,6 +56,7 @@ from ipc import (
     configure,
     decode,
     encode,
+    send_frames,
     socket_dir,
 )
 
@@ -74,6 +76,7 @@ log = logging.getLogger("zskill.daemon")
 TICK_S = 0.1
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 BATCH = 256  # messages read from one socket before looking at the others
+_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic shows in profiles
 
 
 class Daemon:
@@ -255,7 +258,7 @@ class Daemon:
     def _drain(self, sock: zmq.Socket[bytes], handle: Callable[[list[bytes]], None]) -> None:
         for _ in range(BATCH):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
             try:
@@ -373,7 +376,7 @@ class Daemon:
 
     def _send_ctl(self, ident: bytes, msg: Message) -> None:
         try:
-            self.ctl.send_multipart([ident, *encode(msg)], zmq.NOBLOCK)
+            send_frames(self.ctl, [ident, *encode(msg)])
         except zmq.ZMQError as exc:
             # The client is gone (EHOSTUNREACH) or not reading (EAGAIN): the
             # answer has nobody to reach. Nothing else may block on it.
@@ -429,15 +432,13 @@ class Daemon:
     def _send_worker(self, ident: str | bytes, msg: Message) -> bool:
         rid = ident.encode() if isinstance(ident, str) else ident
         try:
-            self.wrk.send_multipart([rid, *encode(msg)], zmq.NOBLOCK)
+            send_frames(self.wrk, [rid, *encode(msg)])
             return True
         except zmq.ZMQError as exc:
             log.debug("message to %r dropped: %s", rid, exc)
             return False
 
     def _send_call(self, inst: Instance, call: PendingCall, timeout_s: float) -> None:
-        from ipc import Call
-
         if not self._send_worker(inst.id, Call(call.call_id, call.tool, timeout_s, call.payload)):
             # Not connected (it just died): the exit will settle this call.
             log.warning("call %d could not be sent to %s", call.call_id, inst.id)
