@@ -259,7 +259,11 @@ def main() -> int:
         else:
             verdict = "ok" if ratio >= target_ratio else "MISS"
             checks.append(verdict == "ok")
-        goal = "" if target_ratio is None else (f"<= {target_ratio}x" if metric.startswith("p") else f">= {target_ratio}x")
+        goal = (
+            ""
+            if target_ratio is None
+            else (f"<= {target_ratio}x" if metric.startswith("p") else f">= {target_ratio}x")
+        )
         rows.append((label, b, z, ratio, goal, verdict))
 
     if args.json:

@@ -168,7 +168,9 @@ def main() -> int:
             client.stop("slow")
             client.start("slow")
             ev = [e for e in client.events("slow", limit=20) if e["type"] == "rollout"]
-            last = {e["data"]["step"]: e["data"]["elapsed_s"] for e in ev if e["data"]["status"] == "ok"}
+            last = {
+                e["data"]["step"]: e["data"]["elapsed_s"] for e in ev if e["data"]["status"] == "ok"
+            }
             colds.append(last.get("spawn", 0) + last.get("hello", 0))
             healths.append(last.get("health", 0))
         cold, health = statistics.median(colds), statistics.median(healths)
@@ -221,10 +223,15 @@ def main() -> int:
     print()
     print(f"cold start (spawn -> hello), median of 3:  {cold * 1000:8.1f} ms")
     print(f"health check:                               {health * 1000:8.1f} ms")
-    print(f"command -> new version serving, median:    {serve_med * 1000:8.1f} ms "
-          f"(max {max(to_serving) * 1000:.1f}); ratio to cold start + health "
-          f"{serve_med / budget:.2f}x")
-    print(f"broken release rejected, median:            {statistics.median(rollback_s) * 1000:8.1f} ms")
+    print(
+        f"command -> new version serving, median:    {serve_med * 1000:8.1f} ms "
+        f"(max {max(to_serving) * 1000:.1f}); ratio to cold start + health "
+        f"{serve_med / budget:.2f}x"
+    )
+    print(
+        "broken release rejected, median:            "
+        f"{statistics.median(rollback_s) * 1000:8.1f} ms"
+    )
     checks = {
         "zero failed calls": steady["failed"] + upgrading["failed"] + broken["failed"] == 0,
         "max latency during upgrades <= 2x steady max": upgrading["max"] <= 2 * steady["max"],

@@ -98,7 +98,9 @@ def new_release(parent: Path) -> Path:
         "@skill.tool()\ndef shout(text: str) -> str:\n"
         '    """Upper-case text."""\n    return text.upper()\n\n\n'
     )
-    main.write_text(code.replace('if __name__ == "__main__":', shout + 'if __name__ == "__main__":'))
+    main.write_text(
+        code.replace('if __name__ == "__main__":', shout + 'if __name__ == "__main__":')
+    )
     return dest
 
 
@@ -108,7 +110,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="zdemo", dir="/tmp"))
     config = root / "zskill.toml"
     config.write_text(
-        "[daemon]\nrun_dir = \".zskill\"\n\n"
+        '[daemon]\nrun_dir = ".zskill"\n\n'
         + "".join(
             f'[skills.{name}]\npath = "{EXAMPLES / name}"\ncommand = ["python", "main.py"]\n'
             f"grace_s = 10\n\n"
@@ -141,8 +143,12 @@ def main() -> int:
 
         console.print("\n[bold]a broken release[/] (health check fails) must be rolled back:")
         code = zskill(
-            "upgrade", "echo", "--from", str(EXAMPLES / "broken" / "health_false"),
-            config=config, check=False,
+            "upgrade",
+            "echo",
+            "--from",
+            str(EXAMPLES / "broken" / "health_false"),
+            config=config,
+            check=False,
         )
         if code == 0:
             console.print("[red]the broken release was accepted[/]")

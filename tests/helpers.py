@@ -22,7 +22,9 @@ EXAMPLES = REPO / "skills" / "examples"
 T = TypeVar("T")
 
 
-def wait_for(cond: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+def wait_for(
+    cond: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
     """Poll ``cond`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -60,7 +62,9 @@ def toml_value(v: Any) -> str:
     raise TypeError(v)
 
 
-def write_config(path: Path, skills: dict[str, dict[str, Any]], daemon: dict[str, Any] | None = None) -> None:
+def write_config(
+    path: Path, skills: dict[str, dict[str, Any]], daemon: dict[str, Any] | None = None
+) -> None:
     lines = ["[daemon]"]
     for k, v in {"run_dir": ".zskill", **(daemon or {})}.items():
         lines.append(f"{k} = {toml_value(v)}")
@@ -87,7 +91,9 @@ def example(name: str, **overrides: Any) -> dict[str, Any]:
 class Daemon:
     """A real zskill daemon started with `zskill up` as a subprocess."""
 
-    def __init__(self, root: Path, skills: dict[str, dict[str, Any]], daemon: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, root: Path, skills: dict[str, dict[str, Any]], daemon: dict[str, Any] | None = None
+    ) -> None:
         self.root = root
         self.config = root / "zskill.toml"
         write_config(self.config, skills, daemon)
@@ -234,7 +240,9 @@ class Load:
     """Callers calling a tool in a loop on one shared client until stopped:
     counts calls, failures and the versions that served them."""
 
-    def __init__(self, client: Any, skill: str, tool: str, args: dict[str, Any], callers: int = 4) -> None:
+    def __init__(
+        self, client: Any, skill: str, tool: str, args: dict[str, Any], callers: int = 4
+    ) -> None:
         import threading
 
         self.client, self.skill, self.tool, self.args = client, skill, tool, args

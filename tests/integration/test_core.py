@@ -154,7 +154,9 @@ def test_down_leaves_no_process_and_no_socket() -> None:
         assert d.proc is not None
         d.proc.wait(30)
         for pid in pids:
-            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            assert (
+                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            )
         for p in Endpoints.for_run_dir(d.run_dir).paths():
             assert not p.exists(), p
         assert not (d.run_dir / "zskilld.pid").exists()

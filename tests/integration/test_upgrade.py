@@ -51,7 +51,12 @@ def test_upgrade_from_dir_serves_new_version(zs: Daemon, releases_dir: Path) -> 
     report = c.upgrade("echo", v2, on_progress=steps.append)
     assert report["old_version"] == "1.0.0" and report["new_version"] == "2.0.0"
     assert [s["step"] for s in steps if s["status"] == "ok"] == [
-        "spawn", "hello", "health", "switch", "drain", "done",
+        "spawn",
+        "hello",
+        "health",
+        "switch",
+        "drain",
+        "done",
     ]
     r = c.call_detailed("echo", "say", {"text": "hi"})
     assert (r.value, r.version) == ("hi", "2.0.0")
@@ -62,7 +67,9 @@ def test_upgrade_from_dir_serves_new_version(zs: Daemon, releases_dir: Path) -> 
     assert after["slow"] == before["slow"], "another skill's process was touched"
 
 
-def test_calls_running_at_the_switch_finish_on_the_old_version(zs: Daemon, releases_dir: Path) -> None:
+def test_calls_running_at_the_switch_finish_on_the_old_version(
+    zs: Daemon, releases_dir: Path
+) -> None:
     c = zs.client()
     v2 = variant(releases_dir, "slow2", base="slow", version="2.0.0")
     results: list[Any] = []
@@ -105,9 +112,11 @@ def test_second_upgrade_of_same_skill_is_refused(zs: Daemon, releases_dir: Path)
         releases_dir,
         "slowhealth",
         version="2.0.0",
-        replace={"def healthy() -> bool:\n    return True": (
-            "def healthy() -> bool:\n    import time\n    time.sleep(1.0)\n    return True"
-        )},
+        replace={
+            "def healthy() -> bool:\n    return True": (
+                "def healthy() -> bool:\n    import time\n    time.sleep(1.0)\n    return True"
+            )
+        },
     )
     first: dict[str, Any] = {}
     t = threading.Thread(target=lambda: first.update(c.upgrade("echo", slow_health)))
@@ -162,7 +171,7 @@ def test_upgrade_from_missing_dir_or_without_entry_file(zs: Daemon, releases_dir
         c.upgrade("echo", releases_dir / "nowhere")
     empty = releases_dir / "empty"
     empty.mkdir()
-    with pytest.raises(BadRequest, match="main.py"):
+    with pytest.raises(BadRequest, match=r"main\.py"):
         c.upgrade("echo", empty)
     assert sum(1 for e in c.events("echo", limit=1000) if e["type"] == "spawn") == n_spawn
 
@@ -185,7 +194,10 @@ def test_rollback_after_source_deleted(zs: Daemon, releases_dir: Path) -> None:
 
 def test_tool_list_change_is_published(zs: Daemon, releases_dir: Path) -> None:
     c = zs.client()
-    extra = '@skill.tool()\ndef shout(text: str) -> str:\n    """Upper-case text."""\n    return text.upper()\n'
+    extra = (
+        "@skill.tool()\ndef shout(text: str) -> str:\n"
+        '    """Upper-case text."""\n    return text.upper()\n'
+    )
     v2 = variant(releases_dir, "v2", version="2.0.0", extra=extra)
     with c.subscribe("echo") as stream:
         report = c.upgrade("echo", v2)

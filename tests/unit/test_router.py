@@ -18,7 +18,9 @@ class Recorder:
     def send(self, inst: Instance, call: PendingCall, timeout_s: float) -> None:
         self.sent.append((inst.id, call.req_id))
 
-    def answer(self, call: PendingCall, err: WireError | None, payload: bytes, version: str) -> None:
+    def answer(
+        self, call: PendingCall, err: WireError | None, payload: bytes, version: str
+    ) -> None:
         self.answers.append((call.req_id, err.type if err else None, version))
 
 

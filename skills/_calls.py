@@ -1,0 +1,127 @@
+"""Running calls: at most ``concurrency`` at once, the rest queued in order.
+
+The daemon never sends more calls than the skill's credit, but a skill must
+not break if it does (a daemon restarted without the skill, a future daemon
+with another policy): extra calls wait here rather than in a thread pool
+that would grow without bound.
+
+The I/O loop owns this object: ``submit``, ``finished`` and ``drain`` run on
+the main thread only, so the counters need no lock. The jobs it starts run
+elsewhere (a worker thread, the asyncio thread) and report through the
+Mailbox; the loop calls ``finished`` once it has sent their Result.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from collections.abc import Mapping
+
+from ipc import Call, SkillUnavailable, ToolNotFound
+
+from ._executors import AsyncWorker, ThreadWorkers
+from ._mailbox import Mailbox
+from ._outcome import error_frames, failure_frames, success_frames
+from ._tool import Tool
+
+
+class CallRunner:
+    def __init__(
+        self,
+        skill: str,
+        tools: Mapping[str, Tool],
+        *,
+        concurrency: int,
+        max_bytes: int,
+        mailbox: Mailbox,
+        threads: ThreadWorkers | None,
+        loop: AsyncWorker | None,
+    ) -> None:
+        if any(t.is_async for t in tools.values()) and loop is None:
+            raise ValueError("async tools need an AsyncWorker")
+        if any(not t.is_async for t in tools.values()) and threads is None:
+            raise ValueError("sync tools need ThreadWorkers")
+        self._skill = skill
+        self._tools = dict(tools)
+        self._limit = concurrency
+        self._max_bytes = max_bytes
+        self._mailbox = mailbox
+        self._threads = threads
+        self._loop = loop
+        self._running = 0
+        self._queued: deque[tuple[Tool, int, bytes]] = deque()
+        self._draining = False
+
+    @property
+    def in_flight(self) -> int:
+        """Calls accepted and not yet answered: running or queued."""
+        return self._running + len(self._queued)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def drain(self) -> None:
+        """Refuse new calls from now on; accepted ones still run."""
+        self._draining = True
+
+    def submit(self, call: Call) -> list[bytes] | None:
+        """Accept ``call``, or return the frames of its immediate error Result."""
+        tool = self._tools.get(call.tool)
+        if tool is None:
+            return error_frames(
+                call.call_id,
+                ToolNotFound(
+                    f"skill {self._skill!r} has no tool {call.tool!r} "
+                    f"(it has: {', '.join(sorted(self._tools)) or 'none'})",
+                    skill=self._skill,
+                    tool=call.tool,
+                ).to_wire(),
+            )
+        if self._draining:
+            return error_frames(
+                call.call_id,
+                SkillUnavailable(
+                    f"skill {self._skill!r} is draining and takes no new call",
+                    skill=self._skill,
+                    reason="draining",
+                ).to_wire(),
+            )
+        if self._running < self._limit:
+            self._start(tool, call.call_id, call.payload)
+        else:
+            self._queued.append((tool, call.call_id, call.payload))
+        return None
+
+    def finished(self) -> None:
+        """One started call's Result has been sent: start the next queued one."""
+        self._running -= 1
+        if self._queued and self._running < self._limit:
+            self._start(*self._queued.popleft())
+
+    def _start(self, tool: Tool, call_id: int, payload: bytes) -> None:
+        self._running += 1
+        if tool.is_async:
+            assert self._loop is not None
+            self._loop.submit(self._run_async(tool, call_id, payload))
+        else:
+            assert self._threads is not None
+            self._threads.submit(functools.partial(self._run_sync, tool, call_id, payload))
+
+    def _run_sync(self, tool: Tool, call_id: int, payload: bytes) -> None:
+        try:
+            value = tool.fn(**tool.arguments(payload))
+            frames = success_frames(call_id, tool.name, value, self._max_bytes)
+        except BaseException as exc:
+            # BaseException too: a handler calling sys.exit() must still
+            # answer its call, and must not kill the worker thread.
+            frames = failure_frames(call_id, exc)
+        self._mailbox.post_result(frames)
+
+    async def _run_async(self, tool: Tool, call_id: int, payload: bytes) -> None:
+        try:
+            value = await tool.fn(**tool.arguments(payload))
+            frames = success_frames(call_id, tool.name, value, self._max_bytes)
+        except BaseException as exc:  # CancelledError included: still answer
+            frames = failure_frames(call_id, exc)
+        self._mailbox.post_result(frames)

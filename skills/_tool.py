@@ -1,0 +1,183 @@
+"""A tool: one handler, the JSON Schema of its arguments, and their validation.
+
+The schema is built once, when the handler is decorated, from a pydantic
+model made out of the signature. Each parameter becomes a model field under
+a neutral internal name (``p0``, ``p1``...) aliased to the parameter's own
+name, so that parameters called ``json``, ``model_config`` or ``_id`` neither
+shadow BaseModel attributes nor turn into private attributes; the schema and
+the error locations show the alias, which is what the caller wrote.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+from pydantic import ConfigDict, Field, ValidationError
+
+from ipc import InvalidArguments, ToolSpec, decode_payload
+
+from ._docstring import parse_docstring
+
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+"""What MCP hosts accept as a tool name, so every tool can be bridged."""
+
+_MAX_REPORTED_ERRORS = 5
+
+
+class Tool:
+    """A registered handler. ``arguments`` turns a call's payload into the
+    keyword arguments of the handler, or raises InvalidArguments."""
+
+    __slots__ = (
+        "_fields",
+        "_model",
+        "description",
+        "fn",
+        "idempotent",
+        "input_schema",
+        "is_async",
+        "name",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        idempotent: bool = False,
+    ) -> None:
+        self.name = name if name is not None else getattr(fn, "__name__", "")
+        if not isinstance(self.name, str) or not TOOL_NAME.match(self.name):
+            raise ValueError(
+                f"tool name {self.name!r} must be 1-64 letters, digits, '_', '-' or '.'"
+            )
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(f"tool {self.name!r}: generators are not supported; return a value")
+        doc = parse_docstring(fn)
+        self.description = description if description is not None else doc.summary
+        self.fn = fn
+        self.idempotent = bool(idempotent)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        params = _parameters(fn, self.name)
+        hints = _type_hints(fn, self.name)
+        # (internal field name, parameter name), in signature order.
+        self._fields = tuple((f"p{i}", p.name) for i, p in enumerate(params))
+        definitions: dict[str, Any] = {}
+        for (field, pname), param in zip(self._fields, params, strict=True):
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            info = Field(default, alias=pname, description=doc.arguments.get(pname))
+            definitions[field] = (hints.get(pname, Any), info)
+        try:
+            self._model: type[pydantic.BaseModel] = pydantic.create_model(
+                f"{self.name}_arguments",
+                __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+                **definitions,
+            )
+            schema = self._model.model_json_schema()
+        except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+            raise TypeError(
+                f"tool {self.name!r}: cannot build a JSON Schema of its arguments: {exc}"
+            ) from None
+        schema["title"] = self.name
+        self.input_schema: dict[str, Any] = schema
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.input_schema, self.idempotent)
+
+    def arguments(self, payload: bytes) -> dict[str, Any]:
+        """Decode and validate a call's arguments (runs in a worker thread)."""
+        raw = decode_payload(payload)
+        if raw is None:
+            raw = {}
+        elif type(raw) is not dict:
+            raise InvalidArguments(
+                f"{self.name}: arguments must be a map of names to values, "
+                f"got {type(raw).__name__}",
+                tool=self.name,
+            )
+        if not self._fields:
+            if raw:
+                raise self._unknown(raw)
+            return raw
+        try:
+            values = self._model.model_validate(raw).__dict__
+        except ValidationError as exc:
+            raise self._invalid(exc) from None
+        return {pname: values[field] for field, pname in self._fields}
+
+    def _unknown(self, raw: dict[Any, Any]) -> InvalidArguments:
+        names = ", ".join(repr(k) for k in raw)
+        return InvalidArguments(
+            f"{self.name}: unknown argument {names} (it takes none)", tool=self.name
+        )
+
+    def _invalid(self, exc: ValidationError) -> InvalidArguments:
+        errors = exc.errors(include_url=False)
+        problems = [_describe(e) for e in errors[:_MAX_REPORTED_ERRORS]]
+        if len(errors) > _MAX_REPORTED_ERRORS:
+            problems.append(f"and {len(errors) - _MAX_REPORTED_ERRORS} more")
+        arguments = sorted({str(e["loc"][0]) for e in errors if e["loc"]})
+        return InvalidArguments(
+            f"{self.name}: {'; '.join(problems)}", tool=self.name, arguments=arguments
+        )
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as a sentence naming the argument."""
+    loc = error["loc"]
+    path = ".".join(str(p) for p in loc) if loc else "(arguments)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"missing required argument {path!r}"
+    if kind == "extra_forbidden":
+        return f"unknown argument {path!r}" if len(loc) == 1 else f"unknown field {path!r}"
+    shown = repr(error.get("input"))
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"argument {path!r}: {error['msg']} (got {shown})"
+
+
+def _parameters(fn: Callable[..., Any], tool: str) -> list[inspect.Parameter]:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"tool {tool!r}: cannot read the handler's signature: {exc}") from None
+    for p in params:
+        what = _unsupported(p)
+        if what is not None:
+            raise TypeError(
+                f"tool {tool!r}: {what} is not supported: a tool takes named arguments "
+                "whose types make its JSON Schema"
+            )
+    return params
+
+
+def _unsupported(p: inspect.Parameter) -> str | None:
+    if p.kind is p.VAR_POSITIONAL:
+        return f"*{p.name}"
+    if p.kind is p.VAR_KEYWORD:
+        return f"**{p.name}"
+    if p.kind is p.POSITIONAL_ONLY:
+        return f"positional-only parameter {p.name!r}"
+    return None
+
+
+def _type_hints(fn: Callable[..., Any], tool: str) -> dict[str, Any]:
+    # get_type_hints resolves string annotations (``from __future__ import
+    # annotations``); a name it cannot resolve is the author's to fix, now.
+    target: Any = inspect.unwrap(fn)
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        target = getattr(target, "__call__", target)  # noqa: B004 - a callable object
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception as exc:
+        raise TypeError(f"tool {tool!r}: cannot resolve the type hints: {exc}") from None

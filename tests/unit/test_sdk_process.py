@@ -1,0 +1,208 @@
+"""The SDK's runtime in a real skill process, against a fake daemon: a ROUTER
+socket in this test speaking the workers protocol. No zskilld involved."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+import ipc
+from ipc import (
+    Call,
+    Drain,
+    Drained,
+    HealthCheck,
+    HealthReply,
+    Heartbeat,
+    Hello,
+    Message,
+    Reject,
+    Result,
+    Welcome,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "skills" / "examples"
+WAIT_S = 15.0
+
+
+@dataclass
+class FakeDaemon:
+    """The daemon's end of one skill process."""
+
+    sock: zmq.Socket[bytes]
+    endpoint: str
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    peer: bytes = b""
+
+    def spawn(self, example: str, **env: str) -> None:
+        full_env = {
+            **os.environ,
+            # The repo first, whatever state the venv's editable install is in.
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            ipc.ENV_ENDPOINT: self.endpoint,
+            ipc.ENV_INSTANCE: "echo-1",
+            ipc.ENV_SKILL: "echo",
+            ipc.ENV_SECRET: "s3cret",
+            ipc.ENV_CONCURRENCY: "3",
+            **env,
+        }
+        with open(self.workdir / "stderr.txt", "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "main.py"],
+                cwd=EXAMPLES / example,
+                env=full_env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    def stderr(self) -> str:
+        return (self.workdir / "stderr.txt").read_text(errors="replace")
+
+    def recv(self, skip_heartbeats: bool = True) -> Message:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            assert remaining_ms > 0 and self.sock.poll(remaining_ms), (
+                f"no message from the skill; its stderr:\n{self.stderr()}"
+            )
+            peer, *frames = self.sock.recv_multipart()
+            self.peer = peer
+            msg = ipc.decode(frames)
+            if not (skip_heartbeats and isinstance(msg, Heartbeat)):
+                return msg
+
+    def send(self, msg: Message) -> None:
+        self.sock.send_multipart([self.peer, *ipc.encode(msg)])
+
+    def call(self, call_id: int, tool: str, **arguments: Any) -> Result:
+        self.send(Call(call_id, tool, 10.0, ipc.encode_payload(arguments)))
+        msg = self.recv()
+        assert isinstance(msg, Result) and msg.call_id == call_id, msg
+        return msg
+
+    def exit_code(self) -> int:
+        assert self.proc is not None
+        return self.proc.wait(WAIT_S)
+
+
+@pytest.fixture
+def daemon() -> Iterator[FakeDaemon]:
+    # Not tmp_path: ipc:// paths must stay under ~107 bytes.
+    workdir = Path(tempfile.mkdtemp(dir="/tmp", prefix="zs"))
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    ipc.configure(sock)
+    endpoint = f"ipc://{workdir}/w.sock"
+    sock.bind(endpoint)
+    fake = FakeDaemon(sock, endpoint, workdir)
+    try:
+        yield fake
+    finally:
+        if fake.proc is not None and fake.proc.poll() is None:
+            os.kill(fake.proc.pid, signal.SIGKILL)
+            fake.proc.wait(WAIT_S)
+        sock.close(linger=0)
+        ctx.term()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def handshake(daemon: FakeDaemon, heartbeat_s: float = 0.2, liveness_s: float = 5.0) -> Hello:
+    hello = daemon.recv()
+    assert isinstance(hello, Hello), hello
+    daemon.send(Welcome(ipc.PROTOCOL_VERSION, heartbeat_s, liveness_s))
+    return hello
+
+
+def test_echo_lifecycle(daemon: FakeDaemon) -> None:
+    daemon.spawn("echo", ECHO_VERSION="1.2.3")
+    assert daemon.proc is not None
+    hello = handshake(daemon)
+    assert daemon.peer == b"echo-1"
+    assert (hello.skill, hello.version, hello.instance) == ("echo", "1.2.3", "echo-1")
+    assert (hello.pid, hello.concurrency, hello.secret) == (daemon.proc.pid, 3, "s3cret")
+    assert hello.protocol == ipc.PROTOCOL_VERSION and hello.has_health
+    tools = {t.name: t for t in hello.tools}
+    assert {"say", "ping", "noop", "fail", "unencodable", "big", "env"} <= set(tools)
+    assert tools["ping"].idempotent and not tools["say"].idempotent
+    assert tools["say"].input_schema["properties"]["times"]["default"] == 1
+
+    result = daemon.call(1, "say", text="hi", times=2)
+    assert result.error is None and ipc.decode_payload(result.payload) == "hi hi"
+    assert ipc.decode_payload(daemon.call(2, "noop").payload) is None
+    failed = daemon.call(3, "fail", message="boom").error
+    assert failed is not None and failed.type == "RemoteError" and failed.message == "boom"
+    assert failed.details["remote_type"] == "ValueError"
+    assert "main.py" in failed.details["traceback"]
+    bad = daemon.call(4, "say", times=2).error
+    assert bad is not None and bad.type == "InvalidArguments" and "'text'" in bad.message
+    unencodable = daemon.call(5, "unencodable").error
+    assert unencodable is not None and unencodable.type == "PayloadError"
+    assert ipc.decode_payload(daemon.call(6, "env", name=ipc.ENV_SKILL).payload) == "echo"
+
+    daemon.send(HealthCheck(7, 2.0))
+    assert daemon.recv() == HealthReply(7, True, "")
+
+    # Garbage from the daemon is logged and ignored, never fatal.
+    daemon.sock.send_multipart([daemon.peer, b"\xc1garbage"])
+    heartbeat = daemon.recv(skip_heartbeats=False)  # proves the loop is alive and beating
+    assert heartbeat == Heartbeat(0)
+
+    daemon.send(Drain())
+    assert daemon.recv() == Drained()
+    assert daemon.recv() == ipc.Bye("drained")
+    assert daemon.exit_code() == 0
+    assert "undecodable" in daemon.stderr()
+
+
+def test_sigterm_drains_a_call_in_flight(daemon: FakeDaemon) -> None:
+    daemon.spawn("slow", SLOW_VERSION="1.0.0", **{ipc.ENV_SKILL: "slow"})
+    assert daemon.proc is not None
+    handshake(daemon)
+    daemon.send(Call(1, "sleep", 10.0, ipc.encode_payload({"seconds": 0.5})))
+    # The call is running once a heartbeat reports it in flight.
+    while daemon.recv(skip_heartbeats=False) != Heartbeat(1):
+        pass
+    daemon.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + WAIT_S
+    while "draining on SIGTERM" not in daemon.stderr():
+        assert time.monotonic() < deadline, daemon.stderr()
+        time.sleep(0.01)
+    daemon.send(Call(2, "sleep", 10.0, ipc.encode_payload({"seconds": 0})))
+    refused = daemon.recv()
+    assert isinstance(refused, Result) and refused.call_id == 2 and refused.error is not None
+    assert refused.error.type == "SkillUnavailable"
+    finished = daemon.recv()
+    assert isinstance(finished, Result) and finished.call_id == 1 and finished.error is None
+    assert daemon.recv() == Drained()
+    assert daemon.exit_code() == 0
+
+
+def test_reject_exits_3(daemon: FakeDaemon) -> None:
+    daemon.spawn("echo")
+    assert isinstance(daemon.recv(), Hello)
+    daemon.send(Reject("wrong secret"))
+    assert daemon.exit_code() == 3
+    assert "wrong secret" in daemon.stderr()
+
+
+def test_silent_daemon_means_exit_5(daemon: FakeDaemon) -> None:
+    daemon.spawn("clock", **{ipc.ENV_SKILL: "clock"})
+    handshake(daemon, heartbeat_s=0.1, liveness_s=0.5)
+    started = time.monotonic()
+    assert daemon.exit_code() == 5  # we never answer its heartbeats
+    assert time.monotonic() - started < 5
+    assert "nothing heard from the daemon" in daemon.stderr()
