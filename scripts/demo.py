@@ -88,6 +88,19 @@ class CoreLoop:
                 self.versions.setdefault(skill, set()).add(r.version)
 
 
+def gone(pid: int, timeout_s: float = 5.0) -> bool:
+    """Whether ``pid`` has exited (a zombie not yet reaped by its parent counts)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def new_release(parent: Path) -> Path:
     """echo 2.0.0: the same skill with one more tool."""
     dest = parent / "echo-2.0.0"
@@ -180,7 +193,7 @@ def main() -> int:
         client.close()
     finally:
         zskill("down", config=config, check=False)
-        if daemon_pid is not None and psutil.pid_exists(daemon_pid):
+        if daemon_pid is not None and not gone(daemon_pid):
             console.print(f"[red]daemon {daemon_pid} still running")
             ok = False
         shutil.rmtree(root, ignore_errors=True)
