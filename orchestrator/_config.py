@@ -10,7 +10,8 @@
     env = { LEVEL = "info" }
     start_timeout_s = 10
     health_timeout_s = 5
-    grace_s = 30
+    grace_s = 30                     # drain before SIGTERM...
+    kill_timeout_s = 5               # ...then SIGKILL of the process tree
 
 Unknown keys and wrong types are errors naming the key and the file.
 """
@@ -53,6 +54,7 @@ class SkillSettings(_Strict):
     start_timeout_s: float = Field(default=10.0, gt=0)
     health_timeout_s: float = Field(default=5.0, gt=0)
     grace_s: float = Field(default=30.0, ge=0)
+    kill_timeout_s: float = Field(default=5.0, ge=0)
     autostart: bool = True
     restart: Literal["on-failure", "always", "never"] = "on-failure"
     max_restarts: int = Field(default=5, ge=0)

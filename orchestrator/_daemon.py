@@ -69,7 +69,7 @@ from ._logs import LogFile
 from ._procs import SkillRuntime
 from ._releases import ReleaseStore
 from ._router import Instance, PendingCall, Router
-from ._supervisor import KILL_AFTER_TERM_S, Supervisor
+from ._supervisor import Supervisor
 
 log = logging.getLogger("zskill.daemon")
 
@@ -454,8 +454,11 @@ class Daemon:
             return
         self._stopping = True
         self.events.emit("", "daemon.stop", pid=os.getpid())
-        grace = max((s.settings.grace_s for s in self.config.skills.values()), default=0.0)
-        self._shutdown_deadline = self.clock() + grace + KILL_AFTER_TERM_S + 2.0
+        wait = max(
+            (s.settings.grace_s + s.settings.kill_timeout_s for s in self.config.skills.values()),
+            default=0.0,
+        )
+        self._shutdown_deadline = self.clock() + wait + 2.0
         for rt in self.sup.skills.values():
             self.life.stop(rt, reason="the daemon is shutting down")
 

@@ -47,9 +47,6 @@ from ._router import Instance, InstanceState, Router
 
 log = logging.getLogger("zskill.supervisor")
 
-KILL_AFTER_TERM_S = 5.0
-"""How long a process gets between SIGTERM and SIGKILL."""
-
 Send = Callable[[str, Message], bool]
 WatchFd = Callable[[int, Callable[[], None] | None], None]
 
@@ -252,7 +249,8 @@ class Supervisor:
             if proc.drain_deadline is not None and now >= proc.drain_deadline:
                 log.info("%s: still busy after grace; SIGTERM", proc.id)
                 proc.drain_deadline = None
-                proc.kill_deadline = now + KILL_AFTER_TERM_S
+                kill_s = self.skills[proc.inst.skill].config.settings.kill_timeout_s
+                proc.kill_deadline = now + kill_s
                 process.signal_tree(proc.child, signal.SIGTERM)
             elif proc.kill_deadline is not None and now >= proc.kill_deadline:
                 log.warning("%s: ignored SIGTERM; SIGKILL", proc.id)
@@ -366,4 +364,4 @@ class Supervisor:
         }
 
 
-__all__ = ["KILL_AFTER_TERM_S", "Step", "Supervisor"]
+__all__ = ["Step", "Supervisor"]

@@ -231,3 +231,39 @@ def test_cli_upgrade_exit_codes(zs: Daemon, releases_dir: Path) -> None:
     assert bad.returncode != 0
     assert "health" in (bad.stdout + bad.stderr)
     assert zs.status("echo")["version"] == "2.0.0"
+
+
+def test_call_still_running_when_the_old_version_is_killed(releases_dir: Path) -> None:
+    """Past grace_s and kill_timeout_s the old version is killed: its idempotent
+    call is retried on the new version, the other answered OutcomeUnknown."""
+    from orchestrator import OutcomeUnknown
+
+    skills = {"slow": example("slow", concurrency=4, grace_s=0.3, kill_timeout_s=0.3)}
+    with running_daemon(skills) as d:
+        d.wait_running("slow")
+        c = d.client()
+        out: dict[str, Any] = {}
+
+        def call(key: str, tool: str) -> None:
+            try:
+                out[key] = c.call_detailed("slow", tool, {"seconds": 2.5}, timeout=20)
+            except Exception as exc:
+                out[key] = exc
+
+        threads = [
+            threading.Thread(target=call, args=("plain", "sleep")),
+            threading.Thread(target=call, args=("idem", "sleep_idem")),
+        ]
+        for t in threads:
+            t.start()
+        wait_for(lambda: d.status("slow")["in_flight"] == 2, 10, what="2 calls in flight")
+        t0 = time.monotonic()
+        report = c.upgrade("slow", variant(releases_dir, "s2", base="slow", version="2.0.0"))
+        for t in threads:
+            t.join(20)
+        assert report["new_version"] == "2.0.0"
+        # killed well before the calls would have finished
+        assert time.monotonic() - t0 < 2.4 or isinstance(out["plain"], OutcomeUnknown)
+        assert isinstance(out["plain"], OutcomeUnknown), out["plain"]
+        assert "sleep" in str(out["plain"]) and "idempotent" in str(out["plain"])
+        assert (out["idem"].value, out["idem"].version) == (2.5, "2.0.0")

@@ -1,0 +1,148 @@
+"""Bad input anywhere gets a clear error; the daemon keeps running and
+loses nothing it accepted."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+from helpers import Daemon, example, running_daemon, short_dir, write_config
+
+from ipc import Endpoints
+from orchestrator import MessageTooLarge
+
+LIMIT = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def zs() -> Iterator[Daemon]:
+    with running_daemon(
+        {"echo": example("echo"), "slow": example("slow")}, {"max_message_bytes": LIMIT}
+    ) as d:
+        d.wait_running("echo", "slow")
+        yield d
+
+
+def up(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "up", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "words"),
+    [
+        ({"path": ".", "command": ["python", "main.py"], "concurency": 3}, "concurency", "unknown"),
+        ({"path": ".", "command": ["python", "main.py"], "concurrency": "many"}, "concurrency", ""),
+        ({"path": "."}, "command", "missing"),
+        ({"path": ".", "command": []}, "command", ""),
+    ],
+)
+def test_config_errors_name_the_key_and_the_file(
+    table: dict[str, object], key: str, words: str
+) -> None:
+    root = short_dir()
+    cfg = root / "zskill.toml"
+    write_config(cfg, {"echo": table})
+    r = up(cfg)
+    assert r.returncode == 2, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert key in out and str(cfg) in out and words in out
+    assert "Traceback" not in out
+    assert not (root / ".zskill" / "zskilld.pid").exists()
+
+
+def test_broken_toml_is_a_clear_error() -> None:
+    cfg = short_dir() / "zskill.toml"
+    cfg.write_text("[skills.echo\npath = 1\n")
+    r = up(cfg)
+    assert r.returncode == 2 and "not valid TOML" in r.stdout + r.stderr
+
+
+def test_oversized_messages(zs: Daemon) -> None:
+    c = zs.client()
+    # refused by the client before sending
+    with pytest.raises(MessageTooLarge):
+        c.call("echo", "say", {"text": "x" * (2 * LIMIT)})
+    # a result over the limit is refused where it is made; the call is answered
+    with pytest.raises(MessageTooLarge):
+        c.call("echo", "big", {"n": 2 * LIMIT})
+    # a raw peer that ignores the limit gets an error reply, not a dead daemon
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(Endpoints.for_run_dir(zs.run_dir).control)
+    header = msgpack.packb([21, 7, "echo", "say", 5.0])
+    s.send_multipart([header, msgpack.packb({"text": "y" * (LIMIT + 10)})])
+    assert s.poll(5000)
+    reply = msgpack.unpackb(s.recv_multipart()[0])
+    assert reply[0] == 23 and reply[1] == 7 and reply[3][0] == "MessageTooLarge"
+    s.close()
+    assert c.call("echo", "say", {"text": "still here"}) == "still here"
+
+
+def garbage(rng: random.Random) -> list[bytes]:
+    choices = [
+        lambda: [rng.randbytes(rng.randint(0, 64))],
+        lambda: [msgpack.packb([rng.randint(-5, 99), "x", 1])],
+        lambda: [msgpack.packb([21, "not-an-int", "echo", "say", 1.0]), b"\x80"],
+        lambda: [msgpack.packb([20, 1, "list"])],  # missing args
+        lambda: [msgpack.packb([1, 1, "echo", "9", "echo-999", 1, 1, [], False, "s"])],  # hello
+        lambda: [msgpack.packb([5, 12345, None]), b"\xc0"],  # result for no call
+        lambda: [msgpack.packb({"kind": 21})],
+        lambda: [b"", b"", b""],
+        lambda: [msgpack.packb([21, 1, "echo", "say", 1.0])[:-3]],  # truncated
+    ]
+    return rng.choice(choices)()
+
+
+def test_garbage_on_every_socket_while_real_calls_run(zs: Daemon) -> None:
+    c = zs.client()
+    ep = Endpoints.for_run_dir(zs.run_dir)
+    ctx = zmq.Context.instance()
+    stop = threading.Event()
+    sent = {"n": 0}
+
+    def spam(endpoint: str, seed: int) -> None:
+        rng = random.Random(seed)
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.ROUTING_ID, f"intruder-{seed}".encode())
+        s.connect(endpoint)
+        while not stop.is_set() and sent["n"] < 3000:
+            s.send_multipart(garbage(rng))
+            sent["n"] += 1
+            while s.poll(0):
+                s.recv_multipart()  # error replies; drain them
+        s.close()
+
+    spammers = [
+        threading.Thread(target=spam, args=(ep.control, 1)),
+        threading.Thread(target=spam, args=(ep.workers, 2)),
+    ]
+    for t in spammers:
+        t.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futs = [pool.submit(c.call, "echo", "say", {"text": str(i)}) for i in range(300)]
+            assert [f.result(timeout=30) for f in futs] == [str(i) for i in range(300)]
+    finally:
+        stop.set()
+        for t in spammers:
+            t.join(10)
+    assert sent["n"] > 100
+    st = {s["name"]: s for s in c.list()}
+    assert st["echo"]["state"] == "running" and st["slow"]["state"] == "running"
+    assert os.path.exists(ep.control.removeprefix("ipc://"))
