@@ -74,6 +74,7 @@ from ._supervisor import Supervisor
 log = logging.getLogger("zskill.daemon")
 
 TICK_S = 0.1
+SAMPLE_S = 2.0  # CPU and memory of skill processes, sampled this often
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 BATCH = 256  # messages read from one socket before looking at the others
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic shows in profiles
@@ -90,6 +91,7 @@ class Daemon:
         self._stopping = False
         self._exit = False
         self._shutdown_deadline = math.inf
+        self._next_sample = 0.0
         self._pid_fd: int | None = None
         self._lock_run_dir()
         self._setup_logging()
@@ -269,6 +271,10 @@ class Daemon:
     def _tick(self, now: float) -> None:
         self.sup.tick(now)
         self.life.tick(now)
+        if now >= self._next_sample:
+            self._next_sample = now + SAMPLE_S
+            for rt in self.sup.skills.values():
+                rt.stats.sample([p.pid for p in rt.procs.values() if p.child.alive])
         if self._stopping:
             if not self.sup.procs:
                 self._exit = True
@@ -373,6 +379,9 @@ class Daemon:
         self, call: PendingCall, error: WireError | None, payload: bytes, version: str
     ) -> None:
         self._send_ctl(call.client, CallReply(call.req_id, version, error, payload))
+        now = self.clock()
+        rt = self.sup.skills[call.skill]
+        rt.stats.record(now, version or rt.last_version, now - call.accepted_at, error is not None)
 
     def _send_ctl(self, ident: bytes, msg: Message) -> None:
         try:

@@ -14,6 +14,7 @@ from ._process import Child
 from ._releases import Release
 from ._rollout import Rollout
 from ._router import Instance, InstanceState
+from ._stats import SkillStats
 
 
 @dataclass(eq=False, slots=True)
@@ -88,6 +89,7 @@ class SkillRuntime:
     last_exit: str = ""
     last_version: str = ""
     stop_waiters: list[Done] = field(default_factory=list)
+    stats: SkillStats = field(default_factory=SkillStats)
 
     @property
     def name(self) -> str:

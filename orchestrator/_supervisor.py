@@ -349,6 +349,9 @@ class Supervisor:
             "concurrency": rt.config.settings.concurrency,
             "tools": sorted(main.inst.tools) if main else [],
             "last_exit": rt.last_exit or None,
+            **rt.stats.window(now),
+            "cpu_percent": rt.stats.cpu_percent,
+            "rss_bytes": rt.stats.rss_bytes,
             "release": rt.release,
             "source": str(rt.source),
             "instances": [

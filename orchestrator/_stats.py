@@ -1,0 +1,131 @@
+"""Per-skill call statistics over a rolling window, gathered cheaply.
+
+Recording a call costs a few list operations: its latency lands in a
+fixed log-scale histogram of the current one-second bucket. Rates and
+percentiles are computed only when asked (``zskill list``, the dashboard,
+metrics), from the buckets of the last ``WINDOW_S`` seconds. Totals are kept
+per (skill, version) for metrics with version labels.
+
+Process CPU and memory come from psutil, sampled on the daemon's tick (never
+per call), summed over each skill's process tree.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+WINDOW_S = 30
+"""Rolling window for calls/s, error rate and latency percentiles."""
+
+# Latency histogram bounds in seconds: 10 us .. ~160 s, 12 per decade.
+BOUNDS: list[float] = [1e-5 * 10 ** (i / 12) for i in range(12 * 7 + 1)]
+
+
+@dataclass(slots=True)
+class _Bucket:
+    second: int
+    calls: int = 0
+    errors: int = 0
+    hist: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS) + 1))
+
+
+@dataclass(slots=True)
+class VersionTotals:
+    calls: int = 0
+    errors: int = 0
+    latency_sum_s: float = 0.0
+    hist: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS) + 1))
+
+
+class SkillStats:
+    __slots__ = ("_buckets", "_procs", "by_version", "cpu_percent", "rss_bytes")
+
+    def __init__(self) -> None:
+        self._buckets: deque[_Bucket] = deque()
+        self.by_version: dict[str, VersionTotals] = {}
+        self.cpu_percent = 0.0
+        self.rss_bytes = 0
+        self._procs: dict[int, psutil.Process] = {}
+
+    def record(self, now: float, version: str, latency_s: float, error: bool) -> None:
+        second = int(now)
+        buckets = self._buckets
+        if not buckets or buckets[-1].second != second:
+            buckets.append(_Bucket(second))
+            while buckets[0].second <= second - WINDOW_S:
+                buckets.popleft()
+        b = buckets[-1]
+        idx = bisect.bisect_left(BOUNDS, latency_s)
+        b.calls += 1
+        b.hist[idx] += 1
+        tot = self.by_version.get(version)
+        if tot is None:
+            tot = self.by_version[version] = VersionTotals()
+        tot.calls += 1
+        tot.latency_sum_s += latency_s
+        tot.hist[idx] += 1
+        if error:
+            b.errors += 1
+            tot.errors += 1
+
+    def window(self, now: float) -> dict[str, Any]:
+        """calls/s, error rate and latency percentiles over the window."""
+        start = int(now) - WINDOW_S + 1
+        live = [b for b in self._buckets if b.second >= start]
+        calls = sum(b.calls for b in live)
+        errors = sum(b.errors for b in live)
+        # Rate over the time we have data for, so a fresh skill is not diluted.
+        span = min(WINDOW_S, max(1.0, now - live[0].second)) if live else WINDOW_S
+        hist = [0] * (len(BOUNDS) + 1)
+        for b in live:
+            for i, n in enumerate(b.hist):
+                if n:
+                    hist[i] += n
+        return {
+            "calls_per_s": round(calls / span, 2),
+            "errors": errors,
+            "error_rate": round(errors / calls, 4) if calls else 0.0,
+            "p50_ms": _percentile(hist, calls, 0.50),
+            "p99_ms": _percentile(hist, calls, 0.99),
+        }
+
+    def sample(self, pids: list[int]) -> None:
+        """CPU % and RSS of the given processes and their descendants."""
+        seen: dict[int, psutil.Process] = {}
+        cpu, rss = 0.0, 0
+        for pid in pids:
+            try:
+                root = self._procs.get(pid) or psutil.Process(pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for p in tree:
+                proc = self._procs.get(p.pid, p)
+                try:
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                seen[p.pid] = proc
+        self._procs = seen
+        self.cpu_percent = round(cpu, 1)
+        self.rss_bytes = rss
+
+
+def _percentile(hist: list[int], total: int, q: float) -> float | None:
+    if total == 0:
+        return None
+    rank = math.ceil(total * q)
+    acc = 0
+    for i, n in enumerate(hist):
+        acc += n
+        if acc >= rank:
+            bound = BOUNDS[min(i, len(BOUNDS) - 1)]
+            return round(bound * 1000, 3)
+    return None
