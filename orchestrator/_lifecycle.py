@@ -23,7 +23,7 @@ from ._config import Config
 from ._events import EventLog
 from ._procs import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
 from ._releases import Release, ReleaseStore, tree_digest
-from ._router import InstanceState, Router
+from ._router import Router
 from ._supervisor import Supervisor
 from ._upgrade import UpgradeCoordinator
 
@@ -200,7 +200,7 @@ class Lifecycle:
         rt = self.sup.skills[proc.inst.skill]
         if event == "exit":
             self.upgrades.proc_exited(rt, proc, str(data.get("how", "")), now)
-            if data.get("unexpected") and data.get("was") == InstanceState.READY.value:
+            if data.get("unexpected") and data.get("serving"):
                 self._crashed(rt, now, str(data.get("how")), exit_code=proc.child.exit_code)
         elif event == "gone":
             self.upgrades.proc_gone(rt, proc, now)

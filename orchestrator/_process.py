@@ -113,6 +113,30 @@ def signal_tree(child: Child, sig: signal.Signals) -> None:
             child.tree.discard(pid)
 
 
+def adopt_orphans(child: Child, instance: str, known: set[int]) -> None:
+    """Add to the child's tree the processes it left behind.
+
+    Once a skill process is gone its descendants are re-parented to us (we
+    are a subreaper), so they are our children that are not skill processes;
+    the ``ZSKILL_INSTANCE`` they inherited in their environment says whose
+    they were -- even for one that left the process group with setsid.
+    """
+    try:
+        ours = psutil.Process().children()
+    except psutil.Error:
+        return
+    for p in ours:
+        if p.pid in known or p.pid in child.tree:
+            continue
+        try:
+            if p.environ().get("ZSKILL_INSTANCE") != instance:
+                continue
+            child.tree.add(p.pid)
+            child.tree.update(q.pid for q in p.children(recursive=True))
+        except psutil.Error:
+            continue
+
+
 def tree_alive(child: Child) -> bool:
     """Whether any process of the child's tree still runs (zombies count as gone)."""
     if child.alive:

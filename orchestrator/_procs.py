@@ -34,7 +34,8 @@ class Proc:
     hello_pid: int = 0
     drain_deadline: float | None = None  # grace over: SIGTERM
     kill_deadline: float | None = None  # SIGTERM ignored: SIGKILL
-    stop_reason: str = ""  # set when the daemon decided to end it
+    stop_reason: str = ""  # set when the daemon decided to retire it
+    fault: str = ""  # set when the daemon killed it for misbehaving (a crash, for policy)
     captures: dict[int, StreamCapture] = field(default_factory=dict)
     health_check_id: int = 0
 

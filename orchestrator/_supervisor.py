@@ -213,9 +213,13 @@ class Supervisor:
         proc.drain_deadline = now + grace
         self._send(proc.id, Drain())
 
-    def kill(self, proc: Proc, reason: str) -> None:
-        """SIGKILL the process tree now."""
-        proc.stop_reason = proc.stop_reason or reason
+    def kill(self, proc: Proc, reason: str, *, fault: bool = False) -> None:
+        """SIGKILL the process tree now. ``fault``: it misbehaved (counts as a
+        crash for the restart policy) rather than being retired."""
+        if fault:
+            proc.fault = proc.fault or reason
+        else:
+            proc.stop_reason = proc.stop_reason or reason
         proc.inst.state = InstanceState.DRAINING if proc.child.alive else proc.inst.state
         self.router.remove_active(proc.inst)
         process.signal_tree(proc.child, signal.SIGKILL)
@@ -244,7 +248,7 @@ class Supervisor:
                 why = f"unresponsive for {now - proc.last_seen:.1f} s (liveness_s={d.liveness_s:g})"
                 log.warning("%s: %s; killing it", proc.id, why)
                 self.events.emit(proc.inst.skill, "unresponsive", instance=proc.id, pid=proc.pid)
-                self.kill(proc, why)
+                self.kill(proc, why, fault=True)
                 continue
             if proc.drain_deadline is not None and now >= proc.drain_deadline:
                 log.info("%s: still busy after grace; SIGTERM", proc.id)
@@ -269,15 +273,16 @@ class Supervisor:
         for fd in list(proc.captures):
             self._read_pipe(proc, fd)
         # Whatever it did, the rest of its tree goes with it.
+        process.adopt_orphans(proc.child, proc.id, set(self._by_pid))
         process.signal_tree(proc.child, signal.SIGKILL)
         how = proc.child.describe_exit()
         rt = self.skills[proc.inst.skill]
-        was = proc.state
+        serving = proc.ready_at is not None and not proc.stop_reason
         proc.inst.state = InstanceState.EXITED
-        retried, failed = self.router.lost(
-            proc.inst, f"it {how}" + (f" ({proc.stop_reason})" if proc.stop_reason else ""), now
-        )
-        unexpected = not proc.stop_reason
+        why = proc.fault or proc.stop_reason
+        lost_why = f"it {how}" + (f" ({why})" if why else "")
+        retried, failed = self.router.lost(proc.inst, lost_why, now)
+        unexpected = bool(proc.fault) or not proc.stop_reason
         self.events.emit(
             rt.name,
             "exit",
@@ -296,11 +301,13 @@ class Supervisor:
             proc.id,
             how,
             pid,
-            f" [{proc.stop_reason}]" if proc.stop_reason else "",
+            f" [{why}]" if why else "",
         )
         if unexpected:
-            rt.last_exit = f"{proc.id} (version {proc.inst.version or '?'}) {how}"
-        self.on_proc_event(proc, "exit", {"was": was.value, "how": how, "unexpected": unexpected})
+            rt.last_exit = f"{proc.id} (version {proc.inst.version or '?'}) {how}" + (
+                f" ({proc.fault})" if proc.fault else ""
+            )
+        self.on_proc_event(proc, "exit", {"serving": serving, "how": how, "unexpected": unexpected})
         if not process.tree_alive(proc.child):
             self._forget(proc, now)
         return proc
