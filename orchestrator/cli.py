@@ -566,6 +566,21 @@ def events(
                 stream.close()
 
 
+# --- MCP --------------------------------------------------------------------------
+
+
+@app.command()
+@_guard
+def mcp(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Serve every running skill's tools to an MCP host over stdio.
+
+    Register it with the host as a command: zskill mcp --config /abs/zskill.toml
+    """
+    from ._mcp import serve
+
+    serve(_load(config))
+
+
 # --- authoring --------------------------------------------------------------------
 
 

@@ -1,0 +1,207 @@
+"""What the MCP bridge shows a host: every running skill's tools under stable
+MCP names, plus the two meta tools. Pure data, no I/O: built from the daemon's
+``tools`` control operation and compared to tell when the list changed.
+
+Names. A skill's tool is served as ``<skill>__<tool>`` (``echo__say``). MCP
+allows letters, digits, ``_``, ``-`` and ``.`` (1-128 characters), but the
+hosts' model APIs are stricter (no dot, at most 64), so the bridge keeps to
+``[A-Za-z0-9_-]{1,64}``. The name depends only on the skill's and the tool's
+names, never on the version serving them, so it survives every upgrade: a
+host that cached its list keeps calling the same name and reaches whichever
+version is live. A pair that cannot be spelled that way unambiguously (odd
+characters, a skill name holding ``__`` or ending in ``_``, too long) gets a
+squashed form with a hash of the pair: ``my_skill__very_long_to-1a2b3c4d``.
+Every skill tool's name contains ``__``; the meta tools' names do not, so the
+two can never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mcp.types as types
+
+__all__ = [
+    "CALL_TOOL",
+    "LIST_TOOLS",
+    "META_TOOLS",
+    "NAME_MAX",
+    "Catalog",
+    "ToolEntry",
+    "tool_name",
+]
+
+NAME_MAX = 64
+"""The longest name served: what the strictest host model APIs accept."""
+
+SEPARATOR = "__"
+_CLEAN = re.compile(r"^[A-Za-z0-9_-]+$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_HASH_CHARS = 8
+
+LIST_TOOLS = "zskill_list_tools"
+CALL_TOOL = "zskill_call"
+
+
+def tool_name(skill: str, tool: str) -> str:
+    """The MCP name of ``skill``'s ``tool``: ``<skill>__<tool>`` when that is
+    valid and unambiguous, else a squashed form made unique by a hash."""
+    plain = f"{skill}{SEPARATOR}{tool}"
+    # With no "__" in the skill and no trailing "_", the first "__" of the name
+    # is the separator: two different pairs cannot spell the same name.
+    unambiguous = SEPARATOR not in skill and not skill.endswith("_")
+    if unambiguous and _CLEAN.match(skill) and _CLEAN.match(tool) and len(plain) <= NAME_MAX:
+        return plain
+    digest = hashlib.sha256(f"{skill}\0{tool}".encode()).hexdigest()[:_HASH_CHARS]
+    head = _squash(skill)[:24]
+    room = NAME_MAX - len(head) - len(SEPARATOR) - 1 - _HASH_CHARS
+    return f"{head}{SEPARATOR}{_squash(tool)[:room]}-{digest}"
+
+
+def _squash(text: str) -> str:
+    return _UNSAFE.sub("_", text).strip("_") or "x"
+
+
+def object_schema(schema: Any) -> dict[str, Any]:
+    """``schema`` as MCP requires an input schema: a JSON object with
+    ``"type": "object"`` at its root (a skill's pydantic schema already is)."""
+    if not isinstance(schema, Mapping):
+        return {"type": "object"}
+    out = dict(schema)
+    out.setdefault("type", "object")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEntry:
+    """One skill tool as the bridge serves it."""
+
+    name: str
+    skill: str
+    tool: str
+    description: str
+    input_schema: dict[str, Any]
+    idempotent: bool
+
+    def to_mcp(self) -> types.Tool:
+        return types.Tool(
+            name=self.name,
+            title=f"{self.skill}.{self.tool}",
+            description=self.description or f"{self.tool} of the zskill skill {self.skill}.",
+            input_schema=self.input_schema,
+            # Only a hint worth giving: "not idempotent" is what hosts assume.
+            annotations=types.ToolAnnotations(idempotent_hint=True) if self.idempotent else None,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The entry as the ``zskill_list_tools`` meta tool reports it."""
+        return {
+            "name": self.name,
+            "skill": self.skill,
+            "tool": self.tool,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "idempotent": self.idempotent,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The tools of every running skill, sorted by name. Two catalogs are equal
+    exactly when a host would see the same list."""
+
+    entries: tuple[ToolEntry, ...] = ()
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any]) -> Catalog:
+        """Build from the ``tools`` reply: ``{skill: [{"name", "description",
+        "input_schema", "idempotent"}]}``. Malformed items are skipped, not fatal:
+        one odd skill must not hide every other skill's tools."""
+        entries: dict[str, ToolEntry] = {}
+        for skill, tools in body.items():
+            if not isinstance(skill, str) or not isinstance(tools, list):
+                continue
+            for item in tools:
+                entry = _entry(skill, item)
+                # A hash collision is astronomically unlikely; keep the first.
+                if entry is not None and entry.name not in entries:
+                    entries[entry.name] = entry
+        return cls(tuple(sorted(entries.values(), key=lambda e: e.name)))
+
+    def get(self, name: str) -> ToolEntry | None:
+        return next((e for e in self.entries if e.name == name), None)
+
+    def of_skill(self, skill: str | None) -> Iterable[ToolEntry]:
+        return (e for e in self.entries if skill is None or e.skill == skill)
+
+    @property
+    def skills(self) -> list[str]:
+        return sorted({e.skill for e in self.entries})
+
+
+def _entry(skill: str, item: Any) -> ToolEntry | None:
+    if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+        return None
+    tool = item["name"]
+    description = item.get("description")
+    return ToolEntry(
+        name=tool_name(skill, tool),
+        skill=skill,
+        tool=tool,
+        description=description if isinstance(description, str) else "",
+        input_schema=object_schema(item.get("input_schema")),
+        idempotent=bool(item.get("idempotent", False)),
+    )
+
+
+# --- the meta tools -----------------------------------------------------------
+# For hosts that read the tool list once per session and ignore change
+# notifications: these two never change, and reach every tool there is now.
+
+META_TOOLS: tuple[types.Tool, ...] = (
+    types.Tool(
+        name=LIST_TOOLS,
+        title="List zskill tools",
+        description=(
+            "List the tools of every running zskill skill as they are right now, with "
+            "their MCP names, descriptions and input schemas. Use it when a tool you "
+            "expect is missing from your tool list: skills are upgraded live, and "
+            f"{CALL_TOOL} reaches any tool this returns."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "skill": {"type": "string", "description": "Only this skill's tools."},
+            },
+            "additionalProperties": False,
+        },
+        annotations=types.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
+    ),
+    types.Tool(
+        name=CALL_TOOL,
+        title="Call a zskill tool",
+        description=(
+            "Call any tool of a running zskill skill by skill and tool name, with its "
+            f"arguments (see {LIST_TOOLS} for the tools and their input schemas). "
+            "Works for tools added after your tool list was read."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "skill": {"type": "string", "description": "The skill's name, e.g. echo."},
+                "tool": {"type": "string", "description": "The tool's name, e.g. say."},
+                "arguments": {
+                    "type": "object",
+                    "description": "The tool's arguments, as its input schema says.",
+                    "default": {},
+                },
+            },
+            "required": ["skill", "tool"],
+            "additionalProperties": False,
+        },
+    ),
+)

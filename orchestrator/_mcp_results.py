@@ -1,0 +1,105 @@
+"""How a skill call's outcome becomes an MCP tool result.
+
+- a ``str`` result -> one text block, as is;
+- any other result -> its JSON as text, and the same value as structured
+  content (an object as is, anything else as ``{"result": value}``, since
+  hosts on protocols before 2026-07-28 accept only an object there);
+- a failure (the handler raised, bad arguments, timeout, outcome unknown, the
+  skill stopped, the daemon gone...) -> a tool error (``isError``) whose text
+  says what happened and what the model can do about it. Failures are tool
+  errors, not protocol errors, so the model reads them and can react.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import mcp.types as types
+
+from ipc import (
+    CallTimeout,
+    DaemonUnavailable,
+    InvalidArguments,
+    OutcomeUnknown,
+    RemoteError,
+    SkillNotFound,
+    SkillUnavailable,
+    ToolNotFound,
+    ZskillError,
+)
+
+__all__ = ["error_result", "failure", "value_result"]
+
+VERSION_META_KEY = "zskill/version"
+"""``_meta`` key of a result: the skill version that served the call."""
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with what JSON cannot hold made plain: msgpack may carry bytes
+    (base64 text here) and maps with non-string keys (stringified)."""
+    return json.loads(json.dumps(value, default=_plain, ensure_ascii=False))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def value_result(value: Any, *, version: str | None = None) -> types.CallToolResult:
+    """A successful call's result as MCP content."""
+    meta = {VERSION_META_KEY: version} if version else None
+    if isinstance(value, str):
+        return types.CallToolResult(content=[types.TextContent(text=value)], _meta=meta)
+    plain = _jsonable(value)
+    structured = plain if isinstance(plain, dict) else {"result": plain}
+    return types.CallToolResult(
+        content=[types.TextContent(text=json.dumps(plain, ensure_ascii=False))],
+        structured_content=structured,
+        _meta=meta,
+    )
+
+
+def failure(text: str) -> types.CallToolResult:
+    """A tool error the model reads."""
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+
+
+def error_result(skill: str, tool: str, exc: ZskillError) -> types.CallToolResult:
+    """A failed call of ``skill.tool`` as a tool error that says what happened."""
+    return failure(describe(skill, tool, exc))
+
+
+def describe(skill: str, tool: str, exc: ZskillError) -> str:
+    what = f"{skill}.{tool}"
+    kind = str(exc.details.get("type") or type(exc).__name__)
+    if isinstance(exc, RemoteError):
+        remote = exc.remote_type or "error"
+        return f"{what} raised {remote}: {exc.message}"
+    if isinstance(exc, InvalidArguments):
+        return f"{what}: invalid arguments: {exc.message}"
+    if isinstance(exc, CallTimeout):
+        return f"{what} timed out: {exc.message}"
+    if isinstance(exc, OutcomeUnknown):
+        return (
+            f"{what}: outcome unknown: {exc.message}. The skill's process died during the "
+            "call; it may or may not have taken effect. Check before retrying."
+        )
+    if isinstance(exc, (SkillNotFound, SkillUnavailable)):
+        return f"{what}: skill {skill!r} is not available: {exc.message}"
+    if isinstance(exc, ToolNotFound):
+        return f"{what}: no such tool (it may have been removed by an upgrade): {exc.message}"
+    if isinstance(exc, DaemonUnavailable):
+        return (
+            f"{what}: the zskill daemon is not reachable: {exc.message}. "
+            "The bridge reconnects by itself once the daemon is back."
+        )
+    return f"{what} failed: {kind}: {exc.message}"
