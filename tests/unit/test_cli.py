@@ -141,7 +141,7 @@ def test_no_arguments_shows_help_without_dashboard_or_mcp() -> None:
     for command in ("up", "down", "list", "call", "upgrade", "rollback", "logs", "events", "new"):
         assert f" {command} " in result.output
     assert "dashboard" not in result.output
-    assert " mcp " not in result.output
+    assert " mcp " in result.output  # issue 6: the MCP bridge
 
 
 def test_version() -> None:
