@@ -5,10 +5,11 @@ not break if it does (a daemon restarted without the skill, a future daemon
 with another policy): extra calls wait here rather than in a thread pool
 that would grow without bound.
 
-The I/O loop owns this object: ``submit``, ``finished`` and ``drain`` run on
-the main thread only, so the counters need no lock. The jobs it starts run
-elsewhere (a worker thread, the asyncio thread) and report through the
-Mailbox; the loop calls ``finished`` once it has sent their Result.
+The I/O loop owns this object: ``submit``, ``finished``, ``drain`` and
+``start_ready`` run on the main thread only, so the counters need no lock.
+The jobs it starts run elsewhere (a worker thread, the asyncio thread) and
+report through the Mailbox; the loop calls ``finished`` once it has sent
+their Result.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class CallRunner:
         self._loop = loop
         self._running = 0
         self._queued: deque[tuple[Tool, int, bytes]] = deque()
+        self._ready: list[tuple[Tool, int, bytes]] = []
         self._draining = False
 
     @property
@@ -99,14 +101,28 @@ class CallRunner:
         if self._queued and self._running < self._limit:
             self._start(*self._queued.popleft())
 
+    def start_ready(self) -> None:
+        """Hand the calls accepted since the last time to their executors.
+
+        The loop calls this right before it polls, not as each call arrives:
+        a worker woken while this thread still runs Python would only wake up
+        to wait for the GIL, and a burst of calls would bounce the GIL between
+        the loop and the workers it just woke.
+        """
+        if not self._ready:
+            return
+        for tool, call_id, payload in self._ready:
+            if tool.is_async:
+                assert self._loop is not None
+                self._loop.submit(self._run_async(tool, call_id, payload))
+            else:
+                assert self._threads is not None
+                self._threads.submit(functools.partial(self._run_sync, tool, call_id, payload))
+        self._ready.clear()
+
     def _start(self, tool: Tool, call_id: int, payload: bytes) -> None:
         self._running += 1
-        if tool.is_async:
-            assert self._loop is not None
-            self._loop.submit(self._run_async(tool, call_id, payload))
-        else:
-            assert self._threads is not None
-            self._threads.submit(functools.partial(self._run_sync, tool, call_id, payload))
+        self._ready.append((tool, call_id, payload))
 
     def _run_sync(self, tool: Tool, call_id: int, payload: bytes) -> None:
         try:

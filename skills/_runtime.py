@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from enum import IntEnum
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -60,6 +60,8 @@ class ExitCode(IntEnum):
 
 
 WELCOME_TIMEOUT_S = 30.0
+RECV_BATCH = 64
+"""At most this many messages taken from the socket per turn of the loop."""
 FLUSH_LINGER_MS = 2000
 """On close, how long ZeroMQ may keep trying to deliver Drained and Bye
 (ipc.configure sets LINGER 0, which would drop them)."""
@@ -179,6 +181,7 @@ class Runtime:
             wake_at = min(next_beat, last_heard + liveness_s)
             if self._health.next_deadline is not None:
                 wake_at = min(wake_at, self._expire_health(now))
+            calls.start_ready()
             timeout_ms = max(0, math.ceil((wake_at - now) * 1000)) if mailbox.may_sleep() else 0
             events = poll(timeout_ms)
             mailbox.awake()
@@ -186,7 +189,12 @@ class Runtime:
             for target, _ in events:
                 if target is sock:
                     last_heard = now
-                    self._dispatch(self._receive())
+                    # Take what is already queued: one poll per burst, not per
+                    # message (bounded, so that timers still get their turn).
+                    for _ in range(RECV_BATCH):
+                        self._dispatch(self._receive())
+                        if not self._readable():
+                            break
                 else:
                     mailbox.clear()
             while results:
@@ -253,12 +261,16 @@ class Runtime:
             log(f"ignoring an undecodable message from the daemon: {exc}")
             return None
 
+    def _readable(self) -> bool:
+        assert self._sock is not None
+        return bool(cast(int, self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
     def _send(self, frames: list[bytes]) -> None:
         assert self._sock is not None
         try:
-            # NOBLOCK: with the daemon gone, a full queue must not freeze the
-            # loop that notices the daemon is gone.
-            self._sock.send_multipart(frames, zmq.NOBLOCK)
+            # Never blocks: with the daemon gone, a full queue must not freeze
+            # the loop that notices the daemon is gone.
+            ipc.send_frames(self._sock, frames)
         except zmq.Again:
             log("the daemon is not reading (send queue full); dropped a message")
         except zmq.ZMQError as exc:

@@ -50,6 +50,8 @@ def collect_results(box: Mailbox, runner: CallRunner | None, n: int) -> list[Res
     out: list[Result] = []
     while len(out) < n:
         assert time.monotonic() < deadline, f"got {len(out)} of {n} results"
+        if runner is not None:
+            runner.start_ready()
         wait_readable(box, deadline)
         while box.results:
             msg = ipc.decode(box.results.popleft())
@@ -149,10 +151,12 @@ def test_at_most_concurrency_calls_run_and_extra_ones_queue(mailbox: Mailbox) ->
     for i in range(5):  # more than the credit the daemon would give
         assert runner.submit(call(i, "block", i=i)) is None
     assert runner.in_flight == 5
+    runner.start_ready()
     deadline = time.monotonic() + TIMEOUT_S
     while running < 2:
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    time.sleep(0.05)  # give a third call the chance to start, were the limit broken
     release.set()
     results = collect_results(mailbox, runner, 5)
     assert sorted(ipc.decode_payload(r.payload) for r in results) == [0, 1, 2, 3, 4]
