@@ -164,9 +164,14 @@ class Bridge:
         try:
             while True:
                 wait_s = UP_POLL_S if self._daemon_up else DOWN_POLL_S
-                event = await stream.next(timeout=wait_s)
-                if event is None or event.type in REFRESH_ON:
-                    await self.refresh_quietly()
+                try:
+                    event = await stream.next(timeout=wait_s)
+                    if event is None or event.type in REFRESH_ON:
+                        await self.refresh_quietly()
+                except Exception:
+                    # The host's session outlives any hiccup here: log, pause, go on.
+                    log.exception("watching the daemon's events failed; retrying")
+                    await anyio.sleep(DOWN_POLL_S)
         finally:
             stream.close()
 

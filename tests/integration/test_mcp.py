@@ -286,9 +286,11 @@ async def _survives_a_daemon_restart(d: Daemon) -> None:
         down = await host.call_tool("echo__say", {"text": "hi"})
         assert down.is_error and "daemon is not reachable" in text(down)
 
+        # The daemon comes back with one more skill: the bridge must notice.
         seen = changes.count
+        write_config(d.config, {"echo": example("echo"), "slow": example("slow")})
         await anyio.to_thread.run_sync(d.start)
-        await anyio.to_thread.run_sync(d.wait_running, "echo")
+        await anyio.to_thread.run_sync(d.wait_running, "echo", "slow")
 
         async def answers() -> bool:
             r = await host.call_tool("echo__say", {"text": "back"})
@@ -297,9 +299,9 @@ async def _survives_a_daemon_restart(d: Daemon) -> None:
         with anyio.fail_after(20):
             while not await answers():
                 await anyio.sleep(0.1)
-        # The list came back on its own, and the host was told.
+        # The list was refreshed on its own, and the host was told.
         await changes.wait_beyond(seen)
-        assert "echo__say" in await tool_map(host)
+        assert {"echo__say", "slow__sleep"} <= set(await tool_map(host))
 
 
 def test_fails_fast_without_a_daemon() -> None:
