@@ -29,6 +29,7 @@ from ipc import DaemonUnavailable, Event, Message, ZskillError
 from . import _client_common as common
 from ._client_common import CALL_REPLY_MARGIN_S, LIVENESS_EVERY_S, CallResult, Target
 from ._config import Config, load
+from ._keys import CurveClient
 
 __all__ = ["AsyncClient", "AsyncEventStream"]
 
@@ -76,8 +77,13 @@ class AsyncClient:
         *,
         timeout: float = 60.0,
         max_message_bytes: int | None = None,
+        server_key: str | Path | None = None,
+        client_key: str | Path | None = None,
     ) -> None:
-        self._target = Target.resolve(target, max_message_bytes)
+        curve = None
+        if server_key is not None and client_key is not None:
+            curve = CurveClient.load(server_key, client_key)
+        self._target = Target.resolve(target, max_message_bytes, curve)
         self._timeout = timeout
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
@@ -87,10 +93,7 @@ class AsyncClient:
         self._verified = False  # daemon seen alive since the last failure
         self._ctx = zmq.asyncio.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
-        # configure() is typed for sync sockets; the options are the same.
-        ipc.configure(self._sock, max_bytes=self._target.max_bytes)  # type: ignore[arg-type]
-        self._sock.setsockopt(zmq.SNDHWM, 100_000)
-        self._sock.setsockopt(zmq.RCVHWM, 100_000)
+        self._target.setup(self._sock)
         self._sock.connect(self._target.endpoints.control)
 
     @classmethod

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import zmq
 
 import ipc
 from ipc import (
     CallReply,
     CallRequest,
+    ConfigError,
     DaemonUnavailable,
     Event,
     InvalidArguments,
@@ -32,6 +34,7 @@ from ipc import (
 )
 
 from ._config import Config, load
+from ._keys import CurveClient
 
 CALL_REPLY_MARGIN_S = 2.0
 """How much longer than a call's ``timeout_s`` the client waits for the reply.
@@ -62,13 +65,29 @@ class Target:
     run_dir: Path
     endpoints: ipc.Endpoints
     max_bytes: int
+    curve: CurveClient | None = None  # set for a tcp:// endpoint
+    remote: str = ""  # the tcp:// endpoint, if that is where the daemon is
 
     @classmethod
-    def resolve(cls, target: str | Path | Config | Target, max_message_bytes: int | None) -> Target:
-        """A Config, a config file (read for its run_dir), or an existing run dir.
+    def resolve(
+        cls,
+        target: str | Path | Config | Target,
+        max_message_bytes: int | None,
+        curve: CurveClient | None = None,
+    ) -> Target:
+        """A Config, a config file (read for its run_dir), an existing run dir,
+        or a ``tcp://host:port`` endpoint (with ``curve`` keys).
         Without ``max_message_bytes``, the config's limit (the daemon's) applies."""
         if isinstance(target, Target):
             return target
+        if isinstance(target, str) and target.startswith("tcp://"):
+            if curve is None:
+                raise ConfigError(
+                    f"{target}: a tcp:// daemon needs CurveZMQ keys "
+                    "(server_key= and client_key=; see `zskill keys`)"
+                )
+            limit = ipc.MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
+            return cls(Path("/"), ipc.Endpoints(target, "", ""), limit, curve, target)
         if not isinstance(target, Config):
             path = Path(target).expanduser()
             if path.is_dir():
@@ -92,10 +111,19 @@ class Target:
         )
 
     def no_answer(self, what: str, req_id: int) -> DaemonUnavailable:
+        where = self.remote or self.run_dir
         return DaemonUnavailable(
-            f"no answer from the daemon at {self.run_dir} for {what} (req {req_id})",
+            f"no answer from the daemon at {where} for {what} (req {req_id})",
             run_dir=str(self.run_dir),
         )
+
+    def setup(self, sock: Any) -> None:
+        """Options for the control socket: size limit, queues, CurveZMQ."""
+        ipc.configure(sock, max_bytes=self.max_bytes)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        if self.curve is not None:
+            self.curve.apply(sock)
 
     def daemon_alive(self) -> bool:
         """The control socket exists and the pid file names a live process.
@@ -104,6 +132,8 @@ class Target:
         once instead of queueing requests in ZeroMQ for a daemon that may
         never come.
         """
+        if self.remote:
+            return True  # nothing to look at locally: deadlines tell
         control = self.endpoints.paths()[0]
         if not control.exists():
             return False

@@ -138,9 +138,7 @@ class Connection:
         self.closed = False
         self._verified = False  # daemon seen alive since the last failure
         self._sock: zmq.Socket[bytes] = ctx.socket(zmq.DEALER)
-        ipc.configure(self._sock, max_bytes=target.max_bytes)
-        self._sock.setsockopt(zmq.SNDHWM, 100_000)
-        self._sock.setsockopt(zmq.RCVHWM, 100_000)
+        target.setup(self._sock)
         self._sock.connect(target.endpoints.control)
         self._wakeup = _Wakeup()
         self._poll_items: _PollItems = [
