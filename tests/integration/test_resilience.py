@@ -17,7 +17,7 @@ import msgpack
 import psutil
 import pytest
 import zmq
-from helpers import EXAMPLES, Daemon, example, running_daemon, short_dir, variant, wait_for
+from helpers import Daemon, example, running_daemon, short_dir, variant, wait_for
 
 from ipc import PROTOCOL_VERSION, Endpoints
 from orchestrator import DaemonUnavailable, OutcomeUnknown, SkillUnavailable
