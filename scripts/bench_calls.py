@@ -6,12 +6,15 @@ over ipc:// sockets between three processes:
 
   baseline   a ROUTER/ROUTER broker forwarding frames and a DEALER worker
              that echoes them: no orchestrator logic at all;
-  zskill     the real daemon, the echo example skill's ``noop`` tool, and
-             one shared ``orchestrator.Client``.
+  zskill     the real daemon and the echo example skill's ``noop`` tool,
+             called through ``orchestrator.Client``.
 
 Reports sequential round-trip latency (p50, p99) and closed-loop throughput
-(calls/s) with 1, 4 and 16 concurrent callers, and the ratios. Targets: p50
-at most 1.5x the baseline's; throughput at least 0.7x the baseline's.
+(calls/s) with 1, 4 and 16 concurrent callers, and the ratios. Like the
+baseline's callers (one socket each), each zskill caller has its own
+Client; the rows "one shared Client" show the same callers sharing one
+connection, pipelined. Targets: p50 at most 1.5x the baseline's; throughput
+at least 0.7x the baseline's.
 
     .venv/bin/python scripts/bench_calls.py [--seconds 3] [--latency-calls 3000]
 """
@@ -30,11 +33,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _harness import LocalDaemon, skill_table
 
 CALLERS = (1, 4, 16)
 
@@ -125,47 +126,35 @@ class Baseline:
 
 
 class Zskill:
+    """The daemon and the echo skill. ``call`` gives each calling thread its
+    own Client (one connection per caller, as the baseline has one socket per
+    caller); ``call_shared`` has every thread share one Client."""
+
     name = "zskill"
 
     def __init__(self) -> None:
         from orchestrator import Client
 
-        self.dir = Path(tempfile.mkdtemp(prefix="zb", dir="/tmp"))
-        cfg = self.dir / "zskill.toml"
-        echo = REPO / "skills" / "examples" / "echo"
-        cfg.write_text(
-            f'[skills.echo]\npath = "{echo}"\ncommand = ["python", "main.py"]\nconcurrency = 16\n'
-        )
-        self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "up", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.dir,
-        )
-        self.client = Client(cfg, timeout=10)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if any(s["state"] == "running" for s in self.client.list()):
-                    break
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the zskill daemon did not start")
-            time.sleep(0.05)
+        self.daemon = LocalDaemon(skill_table("echo", concurrency=16)).__enter__()
+        self.shared = self.daemon.client
+        self._local = threading.local()
+        self._clients: list[Client] = []
+        self._new = lambda: Client(self.daemon.config)
 
     def call(self) -> None:
-        self.client.call("echo", "noop")
+        c = getattr(self._local, "client", None)
+        if c is None:
+            c = self._local.client = self._new()
+            self._clients.append(c)
+        c.call("echo", "noop")
+
+    def call_shared(self) -> None:
+        self.shared.call("echo", "noop")
 
     def close(self) -> None:
-        self.client.close()
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            self.daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        for c in self._clients:
+            c.close()
+        self.daemon.__exit__(None, None, None)
 
 
 # --- measurements --------------------------------------------------------------
@@ -209,6 +198,8 @@ def measure(target: Any, args: argparse.Namespace) -> dict[str, float]:
     for n in CALLERS:
         throughput(target.call, n, 0.3)  # warm up threads and queues
         out[f"tput_{n}"] = throughput(target.call, n, args.seconds)
+        if isinstance(target, Zskill) and n > 1:
+            out[f"shared_{n}"] = throughput(target.call_shared, n, args.seconds)
     return out
 
 
@@ -248,8 +239,10 @@ def main() -> int:
         ("p50_us", "p50 latency (us)", 1.5),
         ("p99_us", "p99 latency (us)", None),
         *((f"tput_{n}", f"calls/s, {n} caller{'s' * (n > 1)}", 0.7) for n in CALLERS),
+        *((f"shared_{n}", f"  {n}, one shared Client", None) for n in CALLERS if n > 1),
     ):
-        b, z = best("baseline", metric), best("zskill", metric)
+        b = best("baseline", metric.replace("shared", "tput"))
+        z = best("zskill", metric)
         ratio = z / b
         if target_ratio is None:
             verdict = ""

@@ -21,20 +21,13 @@ within 1.5x cold start + health check.
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-EXAMPLES = REPO / "skills" / "examples"
+from _harness import LocalDaemon, release, skill_table
 
 
 class Load:
@@ -77,19 +70,7 @@ class Load:
             t.join()
 
 
-def release(parent: Path, version: str, *, broken: bool = False) -> Path:
-    dest = parent / f"slow-{version}"
-    shutil.copytree(EXAMPLES / "slow", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    main = dest / "main.py"
-    code = main.read_text().replace('os.environ.get("SLOW_VERSION", "1.0.0")', repr(version))
-    if broken:
-        code = code.replace(
-            'if __name__ == "__main__":',
-            "@skill.health\ndef unhealthy() -> bool:\n    return False\n\n\n"
-            'if __name__ == "__main__":',
-        )
-    main.write_text(code)
-    return dest
+UNHEALTHY = "@skill.health\ndef unhealthy() -> bool:\n    return False\n\n\n"
 
 
 def stats(samples: list[float], failed: list[str]) -> dict[str, float]:
@@ -134,34 +115,9 @@ def main() -> int:
     ap.add_argument("--steady-s", type=float, default=5.0)
     args = ap.parse_args()
 
-    from orchestrator import Client
-
-    root = Path(tempfile.mkdtemp(prefix="zu", dir="/tmp"))
-    cfg = root / "zskill.toml"
-    cfg.write_text(
-        f'[skills.slow]\npath = "{EXAMPLES / "slow"}"\ncommand = ["python", "main.py"]\n'
-        "concurrency = 8\ngrace_s = 30\n"
-    )
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "up", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=root,
-    )
     ok = True
-    try:
-        client = Client(cfg)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if client.list()[0]["state"] == "running":
-                    break
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("daemon did not start")
-            time.sleep(0.05)
-
+    with LocalDaemon(skill_table("slow", concurrency=8, grace_s=30), prefix="zu") as d:
+        client, root = d.client, d.root
         # The skill's own cold start, measured by the daemon: restart from stopped.
         colds, healths = [], []
         for _ in range(3):
@@ -175,8 +131,8 @@ def main() -> int:
             healths.append(last.get("health", 0))
         cold, health = statistics.median(colds), statistics.median(healths)
 
-        good = [release(root, v) for v in ("2.0.0", "3.0.0")]
-        bad = release(root, "9.9.9", broken=True)
+        good = [release(root, "slow", v) for v in ("2.0.0", "3.0.0")]
+        bad = release(root, "slow", "9.9.9", extra=UNHEALTHY)
         load = Load(client, args.callers, args.work_ms)
         load.start()
         time.sleep(1.0)
@@ -199,14 +155,6 @@ def main() -> int:
             ok &= not up_ok
         broken = stats(*load.take())
         load.stop()
-        client.close()
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
     print(f"{'phase':<26}{'calls':>8}{'failed':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for name, s in (

@@ -22,11 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -35,12 +31,9 @@ from typing import Any
 
 import psutil
 import zmq
+from _harness import LocalDaemon, release, skill_table
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-EXAMPLES = REPO / "skills" / "examples"
-
-import ipc  # noqa: E402
+import ipc
 
 
 class Caller(threading.Thread):
@@ -112,16 +105,6 @@ class Caller(threading.Thread):
         return sum(1 for r in self.expected if self.answered[r] == 0)
 
 
-def release(parent: Path, version: str) -> Path:
-    dest = parent / f"echo-{version}"
-    shutil.copytree(EXAMPLES / "echo", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    main = dest / "main.py"
-    main.write_text(
-        main.read_text().replace('os.environ.get("ECHO_VERSION", "1.0.0")', repr(version))
-    )
-    return dest
-
-
 def chaos(
     client: Any,
     stop: threading.Event,
@@ -163,45 +146,28 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
-    from orchestrator import Client
-
     rng = random.Random(args.seed)
-    root = Path(tempfile.mkdtemp(prefix="zk", dir="/tmp"))
-    cfg = root / "zskill.toml"
-    tables = "".join(
-        f'[skills.{name}]\npath = "{EXAMPLES / name}"\ncommand = ["python", "main.py"]\n'
-        "concurrency = 8\ngrace_s = 2\nkill_timeout_s = 1\nbackoff_s = 0.05\n"
-        "max_restarts = 1000\n\n"
-        for name in ("echo", "clock")
-    )
-    cfg.write_text("[daemon]\nheartbeat_s = 0.2\nliveness_s = 1.5\n\n" + tables)
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "up", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=root,
+    keys = {
+        "concurrency": 8,
+        "grace_s": 2,
+        "kill_timeout_s": 1,
+        "backoff_s": 0.05,
+        "max_restarts": 1000,
+    }
+    config = "[daemon]\nheartbeat_s = 0.2\nliveness_s = 1.5\n\n" + "".join(
+        skill_table(name, **keys) for name in ("echo", "clock")
     )
     stop = threading.Event()
     actions: Counter[str] = Counter()
-    try:
-        client = Client(cfg)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if all(s["state"] == "running" for s in client.list()):
-                    break
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("daemon did not start")
-            time.sleep(0.05)
+    with LocalDaemon(config, prefix="zk") as d:
+        client, root = d.client, d.root
         proc = psutil.Process(client.ping()["pid"])
         endpoint = ipc.Endpoints.for_run_dir(root / ".zskill").control
         per = args.calls // args.callers
         callers = [
             Caller(i, endpoint, per, args.window, args.timeout_s) for i in range(args.callers)
         ]
-        releases = [release(root, "2.0.0"), release(root, "3.0.0")]
+        releases = [release(root, "echo", "2.0.0"), release(root, "echo", "3.0.0")]
         t0 = time.monotonic()
         for c in callers:
             c.start()
@@ -226,15 +192,6 @@ def main() -> int:
         agitator.join(60)
         elapsed = time.monotonic() - t0
         rss_end = proc.memory_info().rss
-        client.close()
-    finally:
-        stop.set()
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
     outcomes: Counter[str] = Counter()
     for c in callers:
