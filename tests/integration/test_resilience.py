@@ -77,6 +77,40 @@ def test_sigstop_mid_call_is_detected_killed_and_replaced() -> None:
         assert "unresponsive" in events
 
 
+def test_sigkill_mid_call_retries_idempotent_and_fails_the_rest() -> None:
+    skills = {"slow": example("slow", concurrency=4, backoff_s=0.05)}
+    with running_daemon(skills) as d:
+        st = d.wait_running("slow")["slow"]
+        c = d.client()
+        out: dict[str, Any] = {}
+
+        def call(key: str, tool: str) -> None:
+            try:
+                out[key] = c.call_detailed("slow", tool, {"seconds": 1.0}, timeout=20)
+            except Exception as exc:
+                out[key] = exc
+
+        threads = [
+            threading.Thread(target=call, args=("plain", "sleep")),
+            threading.Thread(target=call, args=("idem", "sleep_idem")),
+        ]
+        for t in threads:
+            t.start()
+        wait_for(lambda: d.status("slow")["in_flight"] == 2, 10, what="calls in flight")
+        os.kill(st["pid"], signal.SIGKILL)
+        for t in threads:
+            t.join(20)
+        assert isinstance(out["plain"], OutcomeUnknown), out["plain"]
+        assert str(st["pid"]) in str(out["plain"]) or "slow" in str(out["plain"])
+        assert out["idem"].value == 1.0 and out["idem"].version == "1.0.0"
+        new = d.status("slow")
+        d.known_pids.add(new["pid"])
+        assert new["pid"] != st["pid"] and new["restarts"] >= 1
+        exits = [e for e in c.events("slow", limit=50) if e["type"] == "exit"]
+        assert exits and exits[-1]["data"]["outcome_unknown"] == 1
+        assert exits[-1]["data"]["retried"] == 1
+
+
 def test_daemon_killed_leaves_no_orphan_skill() -> None:
     root = short_dir()
     d = Daemon(root, {"echo": example("echo"), "clock": example("clock")}, FAST_LIVENESS)
