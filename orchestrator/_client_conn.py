@@ -357,7 +357,7 @@ class Connection:
 
     def _send(self, frames: Frames) -> None:
         try:
-            self._sock.send_multipart(frames, _NOBLOCK)
+            ipc.send_frames(self._sock, frames)
         except zmq.Again:
             raise DaemonUnavailable(
                 f"the daemon at {self._target.run_dir} is not taking requests (send queue full)"
