@@ -82,15 +82,53 @@ def _has(rows: Sequence[Row], key: str) -> bool:
     return any(row.get(key) is not None for row in rows)
 
 
+# What a narrow terminal loses first: a squeezed table would cut names and
+# states into ellipses, which is worse than a missing metric (--json has all).
+LIST_DROP_ORDER = ("p50_ms", "cpu_percent", "errors", "rss_bytes", "restarts", "uptime_s",
+                   "p99_ms", "calls_per_s")  # fmt: skip
+
+
 def list_table(statuses: Sequence[Row], *, width: int | None = None) -> Table:
-    """The ``zskill list`` table. Metric columns (cpu, memory, calls/s,
-    latency, errors) appear only when the daemon reports them. Columns are two
-    spaces apart, one when that would not fit in ``width``."""
-    columns = [c for c in LIST_COLUMNS if not c.optional or _has(statuses, c.key)]
+    """The ``zskill list`` table (:func:`list_columns`). Columns are two
+    spaces apart, one when that would not fit in ``width``; then the least
+    telling columns are left out (:data:`LIST_DROP_ORDER`) until it fits."""
+    columns = list_columns(statuses)
     table = _list_table(statuses, columns, gap=2)
-    if width is not None and _natural_width(table) > width:
+    if width is None or _natural_width(table) <= width:
+        return table
+    table = _list_table(statuses, columns, gap=1)
+    drop = [k for k in LIST_DROP_ORDER if any(c.key == k for c in columns)]
+    while drop and _natural_width(table) > width:
+        key = drop.pop(0)
+        columns = [c for c in columns if c.key != key]
         table = _list_table(statuses, columns, gap=1)
     return table
+
+
+def list_notes(statuses: Sequence[Row]) -> list[Text]:
+    """Under the table: why each errored (or backing off) skill is down."""
+    notes = []
+    for row in statuses:
+        state, last_exit = row.get("state"), row.get("last_exit")
+        if state in ("errored", "backoff") and last_exit:
+            note = Text(f"{row.get('name')}: ")
+            note.append(str(state), style=STATE_STYLES.get(str(state), ""))
+            note.append(f"; last exit: {last_exit}")
+            if state == "errored":
+                note.append(f" (`zskill start {row.get('name')}` clears it)", style="dim")
+            notes.append(note)
+    return notes
+
+
+def natural_width(renderable: Table) -> int:
+    """The width ``renderable`` takes when nothing limits it."""
+    return _natural_width(renderable)
+
+
+def list_columns(statuses: Sequence[Row]) -> list[Column]:
+    """The core columns, and the metric ones the daemon reports (a metric
+    with no value yet, like p50 before any call, still gets its column)."""
+    return [c for c in LIST_COLUMNS if not c.optional or any(c.key in r for r in statuses)]
 
 
 def _natural_width(table: Table) -> int:

@@ -2,6 +2,9 @@
 
     [daemon]
     run_dir = ".zskill"              # relative to the config file
+    log_max_bytes = 10485760         # rotate each log at this size...
+    log_keep = 5                     # ...keeping this many older files
+    metrics_port = 9464              # serve Prometheus metrics (off when unset)
 
     [skills.echo]
     path = "skills/examples/echo"    # the process's cwd, relative to the config file
@@ -44,6 +47,13 @@ class DaemonSettings(_Strict):
     call_timeout_s: float = Field(default=60.0, gt=0)
     max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, gt=1024)
     releases_kept: int = Field(default=5, ge=1)
+    # Each skill's log and the daemon's own rotate at log_max_bytes, keeping
+    # log_keep older files: at most (log_keep + 1) * log_max_bytes per log.
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_keep: int = Field(default=5, ge=0)
+    # Prometheus metrics over HTTP; off unless a port is set (or --metrics-port).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class SkillSettings(_Strict):

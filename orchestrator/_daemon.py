@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -69,7 +69,11 @@ from ._logs import LogFile
 from ._procs import SkillRuntime
 from ._releases import ReleaseStore
 from ._router import Instance, PendingCall, Router
+from ._stats import children_map
 from ._supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ._metrics import Metrics
 
 log = logging.getLogger("zskill.daemon")
 
@@ -93,6 +97,7 @@ class Daemon:
         self._shutdown_deadline = math.inf
         self._next_sample = 0.0
         self._pid_fd: int | None = None
+        self.metrics: Metrics | None = None  # started by run() when metrics_port is set
         self._lock_run_dir()
         self._setup_logging()
         self._bind()
@@ -123,8 +128,9 @@ class Daemon:
             self.clock,
         )
         logs = self.run_dir / "logs"
+        d = config.daemon
         for name, sc in config.skills.items():
-            lf = LogFile(logs / f"{name}.log", max_bytes=10 * 1024 * 1024, keep=5)
+            lf = LogFile(logs / f"{name}.log", max_bytes=d.log_max_bytes, keep=d.log_keep)
             self.sup.skills[name] = SkillRuntime(config=sc, log=lf, source=sc.path)
             self.router.queue(name)
 
@@ -161,7 +167,9 @@ class Daemon:
         root = logging.getLogger("zskill")
         root.setLevel(logging.INFO)
         handler = logging.handlers.RotatingFileHandler(
-            logs / "zskilld.log", maxBytes=10 * 1024 * 1024, backupCount=3
+            logs / "zskilld.log",
+            maxBytes=self.config.daemon.log_max_bytes,
+            backupCount=self.config.daemon.log_keep,
         )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
@@ -214,6 +222,12 @@ class Daemon:
         self.events.emit("", "daemon.start", pid=os.getpid(), config=str(self.config.path))
         log.info("zskilld %d serving %s", os.getpid(), self.run_dir)
         try:
+            d = self.config.daemon
+            if d.metrics_port is not None:
+                from ._metrics import Metrics  # prometheus-client only when asked for
+
+                self.metrics = Metrics(self.sup, d.metrics_host, d.metrics_port)
+                self.metrics.start()
             for rt in self.sup.skills.values():
                 if rt.config.settings.autostart:
                     self.life.start(rt)
@@ -271,10 +285,13 @@ class Daemon:
     def _tick(self, now: float) -> None:
         self.sup.tick(now)
         self.life.tick(now)
+        if self.metrics is not None:
+            self.metrics.refresh(now)
         if now >= self._next_sample:
             self._next_sample = now + SAMPLE_S
+            kids = children_map()  # one scan of the process table for every skill
             for rt in self.sup.skills.values():
-                rt.stats.sample([p.pid for p in rt.procs.values() if p.child.alive])
+                rt.stats.sample([p.pid for p in rt.procs.values() if p.child.alive], kids)
         if self._stopping:
             if not self.sup.procs:
                 self._exit = True
@@ -453,6 +470,8 @@ class Daemon:
             log.warning("call %d could not be sent to %s", call.call_id, inst.id)
 
     def _publish(self, ev: Event) -> None:
+        if self.metrics is not None:
+            self.metrics.on_event(ev)
         with contextlib.suppress(zmq.ZMQError):
             self.pub.send_multipart([ev.skill.encode(), *encode(ev)], zmq.NOBLOCK)
 
@@ -481,6 +500,8 @@ class Daemon:
             s.close(linger=0)
         self.ctx.term()
         self.events.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self._pid_fd is not None:
             with contextlib.suppress(OSError):
                 (self.run_dir / "zskilld.pid").unlink()

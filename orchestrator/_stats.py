@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,27 +96,44 @@ class SkillStats:
             "p99_ms": _percentile(hist, calls, 0.99),
         }
 
-    def sample(self, pids: list[int]) -> None:
-        """CPU % and RSS of the given processes and their descendants."""
+    def sample(self, pids: list[int], kids: Mapping[int, list[int]] | None = None) -> None:
+        """CPU % and RSS of the given processes and their descendants.
+
+        ``kids`` (from :func:`children_map`) lets one scan of the process
+        table serve every skill: finding descendants means reading every
+        process's parent, and doing that per skill made an idle daemon with
+        20 skills spend most of its CPU in /proc."""
+        if kids is None:
+            kids = children_map()
         seen: dict[int, psutil.Process] = {}
         cpu, rss = 0.0, 0
-        for pid in pids:
+        tree, listed = list(pids), set(pids)
+        for pid in tree:  # grows as it goes: breadth first over the tree
+            for kid in kids.get(pid, ()):
+                if kid not in listed:
+                    listed.add(kid)
+                    tree.append(kid)
+        for pid in tree:
             try:
-                root = self._procs.get(pid) or psutil.Process(pid)
-                tree = [root, *root.children(recursive=True)]
+                proc = self._procs.get(pid) or psutil.Process(pid)
+                cpu += proc.cpu_percent(None)  # since this process's last sample
+                rss += proc.memory_info().rss
             except psutil.Error:
                 continue
-            for p in tree:
-                proc = self._procs.get(p.pid, p)
-                try:
-                    cpu += proc.cpu_percent(None)
-                    rss += proc.memory_info().rss
-                except psutil.Error:
-                    continue
-                seen[p.pid] = proc
+            seen[pid] = proc
         self._procs = seen
         self.cpu_percent = round(cpu, 1)
         self.rss_bytes = rss
+
+
+def children_map() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from one pass over the process table."""
+    kids: dict[int, list[int]] = {}
+    for p in psutil.process_iter(["ppid"]):
+        ppid = p.info.get("ppid")
+        if ppid:
+            kids.setdefault(ppid, []).append(p.pid)
+    return kids
 
 
 def _percentile(hist: list[int], total: int, q: float) -> float | None:

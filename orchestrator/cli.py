@@ -123,9 +123,23 @@ def up(
         float,
         typer.Option(metavar="S", help="With --detach: seconds to wait for the daemon to answer."),
     ] = 15.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (overrides [daemon] metrics_port).",
+        ),
+    ] = None,
 ) -> None:
     """Start the daemon (in the foreground unless --detach)."""
     cfg = _load(config)
+    if metrics_port is not None:
+        import dataclasses
+
+        daemon = cfg.daemon.model_copy(update={"metrics_port": metrics_port})
+        cfg = dataclasses.replace(cfg, daemon=daemon)
     if not detach:
         from ._daemon import serve
 
@@ -142,7 +156,10 @@ def up(
         raise CliError(
             f"a zskill daemon already runs on {cfg.run_dir} (pid {running.get('pid', '?')})"
         )
-    pid, _ = start_detached(cfg, timeout_s=timeout)
+    argv = [sys.executable, "-m", "orchestrator", "up", "--config", str(cfg.path)]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port)]
+    pid, _ = start_detached(cfg, timeout_s=timeout, argv=argv)
     typer.echo(f"zskill daemon started (pid {pid}, run dir {cfg.run_dir})")
 
 
@@ -191,13 +208,22 @@ def list_skills(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) ->
 
         typer.echo(to_json(statuses, indent=2))
         return
-    from ._cli_render import console, list_table
+    from ._cli_render import console, list_notes, list_table, natural_width
 
     if not statuses:
         typer.echo(f"no skills in {cfg.path}")
         return
     out = console()
-    out.print(list_table(statuses, width=out.width))
+    if out.is_terminal:
+        table = list_table(statuses, width=out.width)
+    else:
+        # Piped or redirected: the whole table, as wide as it is (no terminal
+        # to fit; a reader like grep or less wants every column).
+        table = list_table(statuses)
+        out.width = max(out.width, natural_width(table))
+    out.print(table)
+    for note in list_notes(statuses):
+        out.print(note)
 
 
 def _parse_args(text: str | None) -> dict[str, Any]:
@@ -564,6 +590,32 @@ def events(
         finally:
             if stream is not None:
                 stream.close()
+
+
+@app.command()
+@_guard
+def dashboard(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    interval: Annotated[
+        float,
+        typer.Option(metavar="S", min=0.1, help="Seconds between questions to the daemon."),
+    ] = 0.5,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one frame and exit (also when piped).")
+    ] = False,
+) -> None:
+    """Live view of every skill, recent events and the selected skill's log.
+
+    Keys: up/down or j/k select a skill (its log shows below), q quits. The
+    dashboard rides through a daemon restart: it shows "disconnected", then
+    picks up the new daemon.
+    """
+    from ._cli_render import console
+    from ._dashboard import run
+
+    cfg = _load(config)
+    client = _connect(cfg)
+    run(cfg, client, console(), interval_s=interval, once=once)
 
 
 # --- MCP --------------------------------------------------------------------------

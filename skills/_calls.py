@@ -112,7 +112,9 @@ class CallRunner:
         if not self._ready:
             return
         for tool, call_id, payload in self._ready:
-            if tool.is_async:
+            if tool.inline:
+                self._run_sync(tool, call_id, payload)  # posts its own Result
+            elif tool.is_async:
                 assert self._loop is not None
                 self._loop.submit(self._run_async(tool, call_id, payload))
             else:

@@ -40,6 +40,7 @@ class Tool:
         "description",
         "fn",
         "idempotent",
+        "inline",
         "input_schema",
         "is_async",
         "name",
@@ -52,6 +53,7 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         idempotent: bool = False,
+        inline: bool = False,
     ) -> None:
         self.name = name if name is not None else getattr(fn, "__name__", "")
         if not isinstance(self.name, str) or not TOOL_NAME.match(self.name):
@@ -65,6 +67,9 @@ class Tool:
         self.fn = fn
         self.idempotent = bool(idempotent)
         self.is_async = inspect.iscoroutinefunction(fn)
+        if inline and self.is_async:
+            raise ValueError(f"tool {self.name!r}: inline=True is for sync handlers only")
+        self.inline = bool(inline)
         params = _parameters(fn, self.name)
         hints = _type_hints(fn, self.name)
         # (internal field name, parameter name), in signature order.

@@ -75,6 +75,8 @@ def run(*args: str) -> Result:
         ["releases", "echo"],
         ["events"],
         ["events", "-f"],
+        ["dashboard"],
+        ["dashboard", "--once"],
         ["down"],
     ],
 )
@@ -100,6 +102,11 @@ def test_config_errors_exit_2_naming_the_key(config: Path) -> None:
     result = run("up", "--config", str(config))
     assert result.exit_code == EXIT_USAGE
     assert "'skills.echo.path'" in result.stderr
+
+    config.write_text(CONFIG.replace('run_dir = "run"', 'run_dir = "run"\nlog_max_bytes = 100'))
+    result = run("list", "--config", str(config))
+    assert result.exit_code == EXIT_USAGE
+    assert "'daemon.log_max_bytes'" in result.stderr
 
     result = run("logs", "echo", "--config", str(config.parent / "missing.toml"))
     assert result.exit_code == EXIT_USAGE
@@ -135,13 +142,12 @@ def test_usage_errors_exit_2() -> None:
     assert run("logs", "echo", "-n", "-1").exit_code == EXIT_USAGE
 
 
-def test_no_arguments_shows_help_without_dashboard_or_mcp() -> None:
+def test_no_arguments_shows_help() -> None:
     result = run()
     assert "Usage" in result.output
-    for command in ("up", "down", "list", "call", "upgrade", "rollback", "logs", "events", "new"):
+    for command in ("up", "down", "list", "call", "upgrade", "rollback", "logs", "events", "new",
+                    "dashboard", "mcp"):  # fmt: skip
         assert f" {command} " in result.output
-    assert "dashboard" not in result.output
-    assert " mcp " in result.output  # issue 6: the MCP bridge
 
 
 def test_version() -> None:

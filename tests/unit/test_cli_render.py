@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from orchestrator._cli_render import ProgressPrinter, list_table, releases_table, step_line
+from orchestrator._cli_render import (
+    ProgressPrinter,
+    list_notes,
+    list_table,
+    releases_table,
+    step_line,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -82,6 +88,39 @@ def test_list_table_shows_metrics_when_reported_and_fits_100_columns() -> None:
     wide = render(list_table(metrics_rows(), width=200), width=200).splitlines()
     assert wide[0].startswith("name    state    version   pid  uptime  restarts    cpu    mem  ")
     assert "cpu" not in render(list_table([status()]))
+
+
+def test_list_table_leaves_out_the_least_telling_columns_when_narrow() -> None:
+    narrow = render(list_table(metrics_rows(), width=80), width=80).splitlines()
+    assert narrow[0].split() == ["name", "state", "version", "pid", "uptime", "restarts", "mem",
+                                 "in-flight", "queued", "calls/s", "p99"]  # fmt: skip
+    assert narrow[2].split()[:2] == ["search", "errored"]  # names and states are never cut
+    assert all(len(line) <= 80 for line in narrow)
+    tiny = render(list_table(metrics_rows(), width=50), width=50).splitlines()
+    assert tiny[0].split() == ["name", "state", "version", "pid", "in-flight", "queued"]
+
+
+def test_metric_columns_show_before_the_first_call() -> None:
+    """A reported metric with no value yet (p50 before any call) keeps its column."""
+    rows = [status(cpu_percent=0.0, rss_bytes=1024, calls_per_s=0.0, p50_ms=None, p99_ms=None,
+                   errors=0)]  # fmt: skip
+    header = render(list_table(rows, width=200), width=200).splitlines()[0].split()
+    assert header[-4:] == ["calls/s", "p50", "p99", "errors"]
+
+
+def test_list_notes_say_why_a_skill_is_down() -> None:
+    rows = [
+        status(),
+        status(name="search", state="errored", last_exit="search-7 (version 3.1.0) was killed "
+               "by SIGKILL"),
+        status(name="mail", state="backoff", last_exit="mail-2 (version 1.0.0) exited with code 1"),
+        status(name="old", state="running", last_exit="old-1 exited with code 1"),
+    ]  # fmt: skip
+    assert [render(n, width=200) for n in list_notes(rows)] == [
+        "search: errored; last exit: search-7 (version 3.1.0) was killed by SIGKILL (`zskill "
+        "start search` clears it)",
+        "mail: backoff; last exit: mail-2 (version 1.0.0) exited with code 1",
+    ]
 
 
 def test_list_table_state_colours() -> None:

@@ -264,3 +264,43 @@ def test_async_hook(mailbox: Mailbox, loop: AsyncWorker) -> None:
     health.check(HealthCheck(2, 0.1), time.monotonic())
     [reply] = collect_health(mailbox, health)
     assert not reply.ok and "within 0.1s" in reply.detail
+
+
+def test_inline_tool_runs_on_the_io_thread(mailbox: Mailbox) -> None:
+    seen: list[threading.Thread] = []
+
+    def quick() -> str:
+        seen.append(threading.current_thread())
+        return "done"
+
+    def pooled() -> str:
+        seen.append(threading.current_thread())
+        return "pooled"
+
+    runner = CallRunner(
+        "test",
+        {"quick": Tool(quick, inline=True), "pooled": Tool(pooled)},
+        concurrency=2,
+        max_bytes=1 << 20,
+        mailbox=mailbox,
+        threads=ThreadWorkers(2, "test-call"),
+        loop=None,
+    )
+    assert runner.submit(call(1, "quick")) is None
+    runner.start_ready()
+    # inline: the Result is waiting before start_ready returns
+    assert seen == [threading.current_thread()] and len(mailbox.results) == 1
+    first = ipc.decode(mailbox.results.popleft())
+    assert isinstance(first, Result) and first.call_id == 1 and first.error is None
+    runner.finished()
+    assert runner.submit(call(2, "pooled")) is None
+    results = collect_results(mailbox, runner, 1)
+    assert results[0].call_id == 2 and seen[1] is not threading.current_thread()
+
+
+def test_inline_is_for_sync_handlers_only() -> None:
+    async def later() -> None:
+        return None
+
+    with pytest.raises(ValueError, match="inline"):
+        Tool(later, inline=True)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from orchestrator._stats import WINDOW_S, SkillStats
+import contextlib
+import subprocess
+import sys
+
+import psutil
+from helpers import wait_for
+
+from orchestrator._stats import WINDOW_S, SkillStats, children_map
 
 
 def test_rate_percentiles_and_errors() -> None:
@@ -24,3 +31,26 @@ def test_window_forgets_old_calls() -> None:
     w = s.window(WINDOW_S + 1.0)
     assert w["errors"] == 0 and w["p50_ms"] is None and w["calls_per_s"] == 0.0
     assert s.by_version["1.0"].errors == 1  # totals stay
+
+
+def test_sample_sums_the_whole_process_tree_from_one_scan() -> None:
+    # A parent whose child sleeps: a tree of two processes.
+    child = "import time; time.sleep(30)"
+    code = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(30)"  # noqa: E501
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    tree = [psutil.Process(parent.pid)]
+    try:
+        tree += wait_for(lambda: tree[0].children(), 10, what="the child")
+        kids = children_map()
+        assert kids[parent.pid] == [tree[1].pid]
+        s = SkillStats()
+        s.sample([parent.pid], kids)
+        assert s.rss_bytes > tree[0].memory_info().rss  # the child counted too
+        assert sorted(s._procs) == sorted(p.pid for p in tree)
+        s.sample([parent.pid])  # without a map it scans by itself
+        assert sorted(s._procs) == sorted(p.pid for p in tree)
+    finally:
+        for p in reversed(tree):
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        parent.wait(5)

@@ -30,7 +30,12 @@ def ping() -> str:
 
 @skill.tool()
 def noop() -> None:
-    """Do nothing (the latency benchmark's tool)."""
+    """Do nothing (the latency benchmark's tool, run on the thread pool)."""
+
+
+@skill.tool(inline=True)
+def noop_inline() -> None:
+    """Do nothing, on the I/O thread (the benchmark's inline variant)."""
 
 
 @skill.tool()
