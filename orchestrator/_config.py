@@ -54,6 +54,8 @@ class DaemonSettings(_Strict):
     # Prometheus metrics over HTTP; off unless a port is set (or --metrics-port).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    # A tcp:// control endpoint for clients on other hosts; needs CurveZMQ keys.
+    tcp_control: str | None = Field(default=None, pattern=r"^tcp://\S+:\d+$")
 
 
 class SkillSettings(_Strict):

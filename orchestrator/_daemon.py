@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from ipc import (
     Bye,
@@ -64,6 +65,7 @@ from . import _process as process
 from ._config import Config
 from ._control import ControlServer
 from ._events import EventLog
+from ._keys import keys_dir, serve_curve
 from ._lifecycle import Lifecycle
 from ._logs import LogFile
 from ._procs import SkillRuntime
@@ -81,6 +83,7 @@ TICK_S = 0.1
 SAMPLE_S = 2.0  # CPU and memory of skill processes, sampled this often
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 BATCH = 256  # messages read from one socket before looking at the others
+_TCP_PEER = b"T"
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic shows in profiles
 
 
@@ -184,6 +187,22 @@ class Daemon:
 
     def _bind(self) -> None:
         self.ctx = zmq.Context()
+        self.tcp: zmq.Socket[bytes] | None = None
+        tcp_endpoint = self.config.daemon.tcp_control
+        if tcp_endpoint is not None:
+            # Refuse before binding anything else: no keys, no tcp.
+            self.tcp = self.ctx.socket(zmq.ROUTER)
+            try:
+                serve_curve(self.tcp, self.run_dir, tcp_endpoint)
+            except ZskillError:
+                self.tcp.close(linger=0)
+                self.ctx.term()
+                raise
+            self._auth = ThreadAuthenticator(self.ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(keys_dir(self.run_dir) / "clients"))
+            configure(self.tcp, max_bytes=self.max_bytes)
+            self.tcp.bind(tcp_endpoint)
         self.ctl = self.ctx.socket(zmq.ROUTER)
         self.wrk = self.ctx.socket(zmq.ROUTER)
         self.pub = self.ctx.socket(zmq.PUB)
@@ -215,6 +234,10 @@ class Daemon:
         self.poller.register(self.ctl, zmq.POLLIN)
         self.poller.register(self.wrk, zmq.POLLIN)
         self.poller.register(wake_r, zmq.POLLIN)
+        if self.tcp is not None:
+            tcp = self.tcp
+            self.poller.register(tcp, zmq.POLLIN)
+            self._fd_handlers[tcp] = lambda: self._drain(tcp, self._on_tcp_control)  # type: ignore[index]
         self._fd_handlers[wake_r] = lambda: self._on_signals(wake_r)
         for fd in list(self._fd_handlers):
             if fd != wake_r:
@@ -326,6 +349,12 @@ class Daemon:
 
     # --- clients ---------------------------------------------------------------
 
+    def _on_tcp_control(self, frames: list[bytes]) -> None:
+        # Peers on the tcp socket are told apart from ipc ones by a prefix on
+        # their routing id (ROUTER-made ids start with a zero byte, never "T").
+        frames[0] = _TCP_PEER + frames[0]
+        self._on_control(frames)
+
     def _on_control(self, frames: list[bytes]) -> None:
         ident = frames[0]
         try:
@@ -401,8 +430,11 @@ class Daemon:
         rt.stats.record(now, version or rt.last_version, now - call.accepted_at, error is not None)
 
     def _send_ctl(self, ident: bytes, msg: Message) -> None:
+        sock = self.ctl
+        if ident[:1] == _TCP_PEER and self.tcp is not None:
+            sock, ident = self.tcp, ident[1:]
         try:
-            send_frames(self.ctl, [ident, *encode(msg)])
+            send_frames(sock, [ident, *encode(msg)])
         except zmq.ZMQError as exc:
             # The client is gone (EHOSTUNREACH) or not reading (EAGAIN): the
             # answer has nobody to reach. Nothing else may block on it.
@@ -496,8 +528,11 @@ class Daemon:
             rt.log.close()
         for p in self.endpoints.paths():
             p.unlink(missing_ok=True)
-        for s in (self.ctl, self.wrk, self.pub):
-            s.close(linger=0)
+        for s in (self.ctl, self.wrk, self.pub, self.tcp):
+            if s is not None:
+                s.close(linger=0)
+        if self.tcp is not None:
+            self._auth.stop()
         self.ctx.term()
         self.events.close()
         if self.metrics is not None:

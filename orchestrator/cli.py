@@ -665,6 +665,33 @@ def new(
 
 
 @app.command()
+@_guard
+def keys(
+    client: Annotated[
+        str | None,
+        typer.Option("--client", metavar="NAME", help="Also make an authorized client pair."),
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Create CurveZMQ keys, required by any tcp:// endpoint (see [daemon] tcp_control)."""
+    from ._keys import create_client_keys, ensure_server_keys
+
+    cfg = _load(config)
+    secret, made = ensure_server_keys(cfg.run_dir)
+    public = secret.with_name("server.key")
+    typer.echo(f"server public key: {public}" + (" (created)" if made else " (exists)"))
+    if client is not None:
+        path = create_client_keys(cfg.run_dir, client)
+        typer.echo(f"client {client!r} secret key: {path} (authorized)")
+        typer.echo(
+            f'a client connects with Client("tcp://HOST:PORT", server_key="{public}", '
+            f'client_key="{path}")'
+        )
+    if cfg.daemon.tcp_control:
+        typer.echo("restart the daemon for a change of keys to apply to new connections")
+
+
+@app.command()
 def version() -> None:
     """Print zskill's version."""
     from importlib.metadata import PackageNotFoundError
