@@ -32,13 +32,19 @@ def skill_table(name: str, path: Path | None = None, **keys: Any) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def release(parent: Path, base: str, version: str, extra: str = "") -> Path:
-    """A copy of an example skill with another version (and code added)."""
+def release(
+    parent: Path, base: str, version: str, extra: str = "", replace: dict[str, str] | None = None
+) -> Path:
+    """A copy of an example skill with another version (code added or replaced)."""
     dest = parent / f"{base}-{version}"
     shutil.copytree(EXAMPLES / base, dest, ignore=shutil.ignore_patterns("__pycache__"))
     main = dest / "main.py"
     code = main.read_text()
     code = code.replace(f'os.environ.get("{base.upper()}_VERSION", "1.0.0")', repr(version))
+    for old, new in (replace or {}).items():
+        if old not in code:
+            raise ValueError(f"{base}/main.py has no {old!r}")
+        code = code.replace(old, new)
     marker = 'if __name__ == "__main__":'
     main.write_text(code.replace(marker, extra + marker) if extra else code)
     return dest

@@ -71,7 +71,8 @@ class Load:
             t.join()
 
 
-UNHEALTHY = "@skill.health\ndef unhealthy() -> bool:\n    return False\n\n\n"
+# The broken release: its health hook says no.
+UNHEALTHY = {"def healthy() -> bool:\n    return True": "def healthy() -> bool:\n    return False"}
 
 
 def stats(samples: list[float], failed: list[str]) -> dict[str, float]:
@@ -133,7 +134,7 @@ def main() -> int:
         cold, health = statistics.median(colds), statistics.median(healths)
 
         good = [release(root, "slow", v) for v in ("2.0.0", "3.0.0")]
-        bad = release(root, "slow", "9.9.9", extra=UNHEALTHY)
+        bad = release(root, "slow", "9.9.9", replace=UNHEALTHY)
         load = Load(client, args.callers, args.work_ms)
         load.start()
         time.sleep(1.0)
