@@ -22,7 +22,6 @@ from . import _client_common as common
 from ._client_common import CALL_REPLY_MARGIN_S, CallResult, Target
 from ._client_conn import Connection, ProgressCallback
 from ._config import Config, load
-from ._keys import CurveClient
 
 __all__ = ["CallResult", "Client", "EventStream"]
 
@@ -46,10 +45,7 @@ class Client:
         server_key: str | Path | None = None,
         client_key: str | Path | None = None,
     ) -> None:
-        curve = None
-        if server_key is not None and client_key is not None:
-            curve = CurveClient.load(server_key, client_key)
-        self._target = Target.resolve(target, max_message_bytes, curve)
+        self._target = Target.resolve(target, max_message_bytes, server_key, client_key)
         self._timeout = timeout
         self._ids = itertools.count(1)
         self._ctx = zmq.Context.instance()

@@ -73,14 +73,18 @@ class Target:
         cls,
         target: str | Path | Config | Target,
         max_message_bytes: int | None,
-        curve: CurveClient | None = None,
+        server_key: str | Path | None = None,
+        client_key: str | Path | None = None,
     ) -> Target:
         """A Config, a config file (read for its run_dir), an existing run dir,
-        or a ``tcp://host:port`` endpoint (with ``curve`` keys).
+        or a ``tcp://host:port`` endpoint (with CurveZMQ key files).
         Without ``max_message_bytes``, the config's limit (the daemon's) applies."""
         if isinstance(target, Target):
             return target
         if isinstance(target, str) and target.startswith("tcp://"):
+            curve = None
+            if server_key is not None and client_key is not None:
+                curve = CurveClient.load(server_key, client_key)
             if curve is None:
                 raise ConfigError(
                     f"{target}: a tcp:// daemon needs CurveZMQ keys "
