@@ -99,8 +99,8 @@ class _Spec:
         "has_payload",
         "kind",
         "names",
-        "needs_wire",
         "required",
+        "wire_idx",
     )
 
     def __init__(self, cls: type[Message]) -> None:
@@ -116,15 +116,25 @@ class _Spec:
         self.has_payload = cls.HAS_PAYLOAD
         self.kind = int(cls.KIND)
         self.get = operator.attrgetter(*self.names) if self.names else (lambda m: ())
-        # Kinds whose fields are all plain scalars/maps encode without a
-        # conversion pass and decode with one exact-type comparison per field
-        # (the hot path: Call, Result without error, CallRequest...).
-        simple = {"int": int, "float": float, "str": str, "bool": bool, "dict[str, Any]": dict}
+        # The hot path (Call, Result, CallRequest, CallReply): a message whose
+        # fields are plain scalars or maps -- or an absent error -- decodes with
+        # one exact-type comparison per field, and encodes converting only the
+        # error, when there is one.
+        simple = {
+            "int": int,
+            "float": float,
+            "str": str,
+            "bool": bool,
+            "dict[str, Any]": dict,
+            "WireError | None": type(None),
+        }
         types = [simple.get(str(f.type)) for f in fields]
         self.fast_types: tuple[type, ...] | None = (
             tuple(t for t in types if t is not None) if all(types) else None
         )
-        self.needs_wire = not all(types)
+        self.wire_idx = tuple(
+            i for i, f in enumerate(fields) if str(f.type) in ("WireError | None", "list[ToolSpec]")
+        )
 
 
 _SPECS: dict[int, _Spec] = {int(cls.KIND): _Spec(cls) for cls in MESSAGE_TYPES}
@@ -155,12 +165,11 @@ def _to_wire(value: Any) -> Any:
 def encode(msg: Message) -> list[bytes]:
     """Frames for ``msg``: the header, then the payload if the kind has one."""
     spec = _SPECS_BY_CLASS[type(msg)]
-    values = spec.get(msg)
-    if len(spec.names) == 1:
-        values = (values,)
-    if spec.needs_wire:
-        values = tuple(_to_wire(v) for v in values)
-    header = _packb([spec.kind, *values])
+    got = spec.get(msg)
+    values: list[Any] = [spec.kind, got] if len(spec.names) == 1 else [spec.kind, *got]
+    for i in spec.wire_idx:
+        values[i + 1] = _to_wire(values[i + 1])
+    header = _packb(values)
     if spec.has_payload:
         return [header, msg.payload]  # type: ignore[attr-defined]
     return [header]

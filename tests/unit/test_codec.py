@@ -1,0 +1,93 @@
+"""The wire codec: every kind round-trips; bad frames become clear errors."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+import ipc
+from ipc import MessageTooLarge, PayloadError, ProtocolError, ToolSpec, WireError
+
+EXAMPLES: list[ipc.Message] = [
+    ipc.Hello(
+        1, "echo", "1.0", "echo-1", 42, 8, [ToolSpec("say", "Say.", {"type": "object"})], True, "s"
+    ),
+    ipc.Welcome(1, 1.0, 5.0),
+    ipc.Reject("no"),
+    ipc.Call(7, "say", 2.5, payload=b"\x80"),
+    ipc.Result(7, None, payload=b"\xa2hi"),
+    ipc.Result(8, WireError("RemoteError", "boom", {"remote_type": "ValueError"})),
+    ipc.Heartbeat(3),
+    ipc.HealthCheck(1, 5.0),
+    ipc.HealthReply(1, False, "db down"),
+    ipc.Drain(),
+    ipc.Drained(),
+    ipc.Bye("drained"),
+    ipc.Request(1, "list", {}),
+    ipc.CallRequest(2, "echo", "say", 1.0, payload=b"\x80"),
+    ipc.Reply(1, [{"name": "echo"}]),
+    ipc.Reply(1, None, WireError("BadRequest", "x", {})),
+    ipc.CallReply(2, "1.0", None, payload=b"\xc0"),
+    ipc.Progress(1, {"step": "spawn"}),
+    ipc.Event(1, 2.0, "echo", "ready", {"pid": 3}),
+]
+
+
+@pytest.mark.parametrize("msg", EXAMPLES, ids=lambda m: type(m).__name__)
+def test_every_kind_round_trips(msg: ipc.Message) -> None:
+    assert ipc.decode(ipc.encode(msg)) == msg
+
+
+def test_ints_are_accepted_where_floats_are_expected() -> None:
+    frames = [msgpack.packb([4, 7, "say", 3]), b"\x80"]
+    call = ipc.decode(frames)
+    assert isinstance(call, ipc.Call) and call.timeout_s == 3.0
+
+
+@pytest.mark.parametrize(
+    ("frames", "words"),
+    [
+        ([], "frames"),
+        ([b"a", b"b", b"c"], "frames"),
+        ([b"\xc1"], "msgpack"),
+        ([msgpack.packb({"kind": 4})], "list"),
+        ([msgpack.packb([99])], "unknown message kind 99"),
+        ([msgpack.packb([4, 7])], "takes"),
+        ([msgpack.packb([4, "7", "say", 1.0])], "Call.call_id must be an integer"),
+        ([msgpack.packb([4, True, "say", 1.0])], "Call.call_id must be an integer"),
+        ([msgpack.packb([5, 1, ["x"]])], "Result.error"),
+        ([msgpack.packb([1, 1, "e", "1", "e-1", 1, 1, [["t"]], True])], "Hello.tools"),
+        ([msgpack.packb([9]), b"extra"], "no payload"),
+    ],
+)
+def test_bad_frames_are_protocol_errors(frames: list[bytes], words: str) -> None:
+    with pytest.raises(ProtocolError, match=words):
+        ipc.decode(frames)
+
+
+def test_size_limit() -> None:
+    frames = ipc.encode(ipc.Call(1, "t", 1.0, payload=b"x" * 2000))
+    with pytest.raises(MessageTooLarge, match="limit of 1000"):
+        ipc.decode(frames, max_bytes=1000)
+
+
+def test_payloads() -> None:
+    assert ipc.decode_payload(ipc.encode_payload({"a": [1, 2.5, None, b"b"]})) == {
+        "a": [1, 2.5, None, b"b"]
+    }
+    assert ipc.decode_payload(b"") is None
+    with pytest.raises(PayloadError, match="set"):
+        ipc.encode_payload({1, 2})
+    with pytest.raises(PayloadError):
+        ipc.decode_payload(b"\xc1")
+    # the per-thread packer recovers from a failed pack
+    assert ipc.encode_payload("ok") == msgpack.packb("ok")
+
+
+def test_errors_round_trip_through_the_wire() -> None:
+    err = ipc.RemoteError("boom", remote_type="ValueError", traceback="Traceback...")
+    back = ipc.error_from_wire(err.to_wire())
+    assert isinstance(back, ipc.RemoteError) and back.remote_type == "ValueError"
+    assert isinstance(back, ipc.ZskillError)
+    odd = ipc.error_from_wire(WireError("SomethingNew", "m", {}))
+    assert type(odd) is ipc.ZskillError and odd.details["type"] == "SomethingNew"
