@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ipc import BadRequest, SkillUnavailable
+from ipc import BadRequest
 
 from ._config import Config
 from ._events import EventLog
@@ -29,7 +30,7 @@ from ._upgrade import UpgradeCoordinator
 
 log = logging.getLogger("zskill.lifecycle")
 
-Clock = Any
+Clock = Callable[[], float]
 
 
 class Lifecycle:
@@ -280,4 +281,4 @@ def entry_file(command: tuple[str, ...]) -> str | None:
     return None
 
 
-__all__ = ["Lifecycle", "SkillUnavailable", "check_source", "entry_file"]
+__all__ = ["Lifecycle", "check_source", "entry_file"]

@@ -72,7 +72,7 @@ class Supervisor:
         self._by_pid: dict[int, Proc] = {}
         self._seq = 0
         self._check_ids = 0
-        # Set by the rollout module; kept as attributes to avoid an import cycle.
+        # Set by the Lifecycle (which imports this module): exits and disappearances.
         self.on_proc_event: Callable[[Proc, str, dict[str, Any]], None] = lambda p, e, d: None
 
     # --- spawning --------------------------------------------------------------
