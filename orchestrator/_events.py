@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,9 +38,11 @@ class EventLog:
         self._f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
 
     def _load(self) -> None:
+        lines = 0
         try:
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
+                    lines += 1
                     try:
                         d = json.loads(line)
                         ev = Event(
@@ -50,7 +53,18 @@ class EventLog:
                     self._recent.append(ev)
                     self._seq = max(self._seq, ev.seq)
         except FileNotFoundError:
-            pass
+            return
+        if lines > 2 * (self._recent.maxlen or 0):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep the file as long as the history kept in memory: it is read
+        whole at every start, so it must not grow without bound."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for ev in self._recent:
+                f.write(json.dumps(as_dict(ev), default=str) + "\n")
+        os.replace(tmp, self.path)
 
     def emit(self, skill: str, type_: str, **data: Any) -> Event:
         self._seq += 1

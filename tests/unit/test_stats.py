@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 from helpers import wait_for
@@ -54,3 +55,19 @@ def test_sample_sums_the_whole_process_tree_from_one_scan() -> None:
             with contextlib.suppress(psutil.Error):
                 p.kill()
         parent.wait(5)
+
+
+def test_event_history_file_stays_bounded(tmp_path: Path) -> None:
+    from orchestrator._events import EventLog
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, lambda ev: None, keep_in_memory=10)
+    for i in range(25):
+        log.emit("echo", "spawn", n=i)
+    log.close()
+    assert len(path.read_text().splitlines()) == 25
+    again = EventLog(path, lambda ev: None, keep_in_memory=10)
+    assert len(path.read_text().splitlines()) == 10  # compacted at start
+    assert [e["data"]["n"] for e in again.query("echo", 100)] == list(range(15, 25))
+    assert again.emit("echo", "exit").seq == 26  # numbering goes on
+    again.close()
