@@ -1,13 +1,8 @@
 """Skill lifecycle: start, stop, restart, upgrade, rollback, and the restart
 policy for processes that die while serving.
 
-Restart policy (per skill): ``restart = "on-failure"`` (default) restarts a
-process that exits non-zero or by a signal; ``"always"`` also after exit 0;
-``"never"`` leaves the skill stopped. Restarts wait ``backoff_s`` doubling up
-to ``backoff_max_s``; more than ``max_restarts`` crashes within
-``restart_window_s`` put the skill in ``errored`` (calls fail fast) until
-``zskill start``. Crashes older than the window no longer count, so a skill
-that stays up that long starts again from the short backoff.
+The restart policy's decisions live in :mod:`._restart_policy`; this module
+carries them out (close the queue, mark errored, schedule the restart).
 """
 
 from __future__ import annotations
@@ -24,6 +19,7 @@ from ._config import Config
 from ._events import EventLog
 from ._procs import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
 from ._releases import Release, ReleaseStore, tree_digest
+from ._restart_policy import Errored, Stop, decide
 from ._router import Router
 from ._supervisor import Supervisor
 from ._upgrade import UpgradeCoordinator
@@ -221,7 +217,8 @@ class Lifecycle:
         if rt.rollout is not None or rt.active() or rt.desired != "running":
             return  # another process serves, or a rollout will decide
         s = rt.config.settings
-        if s.restart == "never" or (s.restart == "on-failure" and exit_code == 0):
+        decision = decide(s, rt.crash_times, now, exit_code)
+        if isinstance(decision, Stop):
             rt.desired = "stopped"
             self.router.close(
                 rt.name,
@@ -229,11 +226,8 @@ class Lifecycle:
             )
             self.events.emit(rt.name, "stopped", reason=how)
             return
-        rt.crash_times.append(now)
-        while rt.crash_times and rt.crash_times[0] < now - s.restart_window_s:
-            rt.crash_times.popleft()
-        n = len(rt.crash_times)
-        if n > s.max_restarts:
+        if isinstance(decision, Errored):
+            n = decision.failures
             rt.errored = True
             rt.last_exit = rt.last_exit or f"{how} {detail}".strip()
             reason = (
@@ -245,7 +239,7 @@ class Lifecycle:
             self.events.emit(rt.name, "errored", failures=n, last_exit=rt.last_exit)
             log.error("%s", reason)
             return
-        delay = min(s.backoff_max_s, s.backoff_s * 2 ** (n - 1))
+        delay, n = decision.delay_s, decision.failures
         rt.restart_at = now + delay
         if detail:
             rt.last_exit = rt.last_exit or detail
