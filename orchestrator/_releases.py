@@ -143,12 +143,20 @@ def _walk(root: Path) -> list[Path]:
 
 
 def tree_digest(root: Path) -> str:
-    """A digest of the files' contents, to tell whether code changed."""
+    """A digest to tell whether code changed: of the files' contents, or, past
+    MAX_COPY_BYTES (a tree too large to copy, and to read at every start), of
+    their names, sizes and modification times."""
+    files = _walk(root)
+    by_content = dir_size(root) <= MAX_COPY_BYTES
     h = hashlib.sha256()
-    for f in _walk(root):
+    for f in files:
         try:
             h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
+            if by_content:
+                h.update(f.read_bytes())
+            else:
+                st = f.stat()
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
         except OSError:
             continue
     return h.hexdigest()[:16]
