@@ -69,7 +69,10 @@ class ActiveRollout:
     release: Release | None = None
     done: list[Done] = field(default_factory=list)
     progress: list[ProgressFn] = field(default_factory=list)
-    old_tools: dict[str, Any] = field(default_factory=dict)
+    # The tools the serving version had when the rollout began (None: nothing
+    # served), and whether the new version's differ: decided at the switch.
+    old_tools: dict[str, Any] | None = None
+    tools_changed: bool = False
 
 
 @dataclass(eq=False, slots=True)

@@ -163,15 +163,17 @@ class UpgradeCoordinator:
         ar.old = self.sup.promote(rt, ar.new, now)
         rt.source = ar.source
         new_tools = {n: t.to_wire() for n, t in ar.new.inst.tools.items()}
-        if ar.old_tools != new_tools and (ar.old or ar.op != "start"):
+        old_tools = ar.old_tools
+        ar.tools_changed = old_tools is not None and old_tools != new_tools
+        if old_tools is not None and ar.tools_changed:
             self.events.emit(
                 rt.name,
                 "tools_changed",
                 version=ar.new.inst.version,
-                added=sorted(set(new_tools) - set(ar.old_tools)),
-                removed=sorted(set(ar.old_tools) - set(new_tools)),
+                added=sorted(set(new_tools) - set(old_tools)),
+                removed=sorted(set(old_tools) - set(new_tools)),
                 changed=sorted(
-                    n for n in set(new_tools) & set(ar.old_tools) if new_tools[n] != ar.old_tools[n]
+                    n for n in set(new_tools) & set(old_tools) if new_tools[n] != old_tools[n]
                 ),
             )
         if not any(p.id in rt.procs for p in ar.old):
@@ -215,9 +217,8 @@ class UpgradeCoordinator:
                 if r.status != "started"
             ],
         }
-        if new is not None and f.ok:
-            tools = {n: t.to_wire() for n, t in new.inst.tools.items()}
-            report["tools_changed"] = bool(ar.old) and tools != ar.old_tools
+        if f.ok:
+            report["tools_changed"] = ar.tools_changed
         self._finished(rt, ar, f.ok)
         self.events.emit(
             rt.name,
