@@ -159,10 +159,11 @@ def short_path(value: str) -> str:
 
 def to_json(value: Any, *, indent: int | None = None) -> str:
     """JSON for scripts; bytes (msgpack can carry them) as UTF-8 text or base64."""
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=_json_default)
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=json_default)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """For ``json.dumps(default=...)``: what msgpack carries and JSON cannot."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
         try:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -30,6 +29,8 @@ from ipc import (
     ZskillError,
 )
 
+from ._cli_format import json_default
+
 __all__ = ["error_result", "failure", "value_result"]
 
 VERSION_META_KEY = "zskill/version"
@@ -39,19 +40,7 @@ VERSION_META_KEY = "zskill/version"
 def _jsonable(value: Any) -> Any:
     """``value`` with what JSON cannot hold made plain: msgpack may carry bytes
     (base64 text here) and maps with non-string keys (stringified)."""
-    return json.loads(json.dumps(value, default=_plain, ensure_ascii=False))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return base64.b64encode(raw).decode("ascii")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)
+    return json.loads(json.dumps(value, default=json_default, ensure_ascii=False))
 
 
 def value_result(value: Any, *, version: str | None = None) -> types.CallToolResult:
