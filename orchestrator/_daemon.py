@@ -497,7 +497,7 @@ class Daemon:
             return False
 
     def _send_call(self, inst: Instance, call: PendingCall, timeout_s: float) -> None:
-        if not self._send_worker(inst.id, Call(call.call_id, call.tool, timeout_s, call.payload)):
+        if not self._send_worker(inst.rid, Call(call.call_id, call.tool, timeout_s, call.payload)):
             # Not connected (it just died): the exit will settle this call.
             log.warning("call %d could not be sent to %s", call.call_id, inst.id)
 

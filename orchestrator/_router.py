@@ -60,6 +60,10 @@ class Instance:
     tools: dict[str, ToolSpec] = field(default_factory=dict)
     state: InstanceState = InstanceState.SPAWNED
     in_flight: dict[int, PendingCall] = field(default_factory=dict)
+    rid: bytes = b""  # the routing id on the wire, encoded once
+
+    def __post_init__(self) -> None:
+        self.rid = self.id.encode()
 
     @property
     def credit(self) -> int:

@@ -70,6 +70,7 @@ class Supervisor:
         self.skills: dict[str, SkillRuntime] = {}
         self.procs: dict[str, Proc] = {}  # by instance id, every live process
         self._by_pid: dict[int, Proc] = {}
+        self._by_rid: dict[bytes, Proc] = {}  # by routing id, as frames carry it
         self._seq = 0
         self._check_ids = 0
         # Set by the Lifecycle (which imports this module): exits and disappearances.
@@ -111,6 +112,7 @@ class Supervisor:
         rt.procs[inst_id] = proc
         self.procs[inst_id] = proc
         self._by_pid[child.pid] = proc
+        self._by_rid[proc.inst.rid] = proc
         self.events.emit(rt.name, "spawn", instance=inst_id, pid=child.pid, source=str(source))
         log.info("%s: spawned %s (pid %d) from %s", rt.name, inst_id, child.pid, source)
         return proc
@@ -317,17 +319,15 @@ class Supervisor:
         self.procs.pop(proc.id, None)
         rt.procs.pop(proc.id, None)
         self._by_pid.pop(proc.pid, None)
+        self._by_rid.pop(proc.inst.rid, None)
         for fd in list(proc.captures):
             self._watch_fd(fd, None)
             proc.captures.pop(fd).flush()
         process.close_pipes(proc.child)
         self.on_proc_event(proc, "gone", {})
 
-    def by_id(self, instance_id: bytes) -> Proc | None:
-        try:
-            return self.procs.get(instance_id.decode())
-        except UnicodeDecodeError:
-            return None
+    def by_id(self, routing_id: bytes) -> Proc | None:
+        return self._by_rid.get(routing_id)
 
     def status(self, rt: SkillRuntime, now: float) -> dict[str, Any]:
         active = rt.active()
