@@ -286,3 +286,34 @@ class Load:
         self._stop.set()
         for t in self._threads:
             t.join(60)
+
+
+class InBackground:
+    """Calls made at once from threads: ``results[key]`` is each one's
+    CallResult, or the exception it raised; ``finished_at[key]`` when (monotonic)."""
+
+    def __init__(
+        self, client: Any, calls: dict[str, tuple[str, str, dict[str, Any]]], timeout: float = 20
+    ) -> None:
+        import threading
+
+        self.results: dict[str, Any] = {}
+        self.finished_at: dict[str, float] = {}
+
+        def run(key: str, skill: str, tool: str, args: dict[str, Any]) -> None:
+            try:
+                self.results[key] = client.call_detailed(skill, tool, args, timeout=timeout)
+            except Exception as exc:
+                self.results[key] = exc
+            self.finished_at[key] = time.monotonic()
+
+        self._threads = [
+            threading.Thread(target=run, args=(key, *call)) for key, call in calls.items()
+        ]
+        for t in self._threads:
+            t.start()
+
+    def join(self, timeout: float = 30) -> dict[str, Any]:
+        for t in self._threads:
+            t.join(timeout)
+        return self.results

@@ -13,7 +13,17 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import EXAMPLES, Daemon, Load, example, running_daemon, short_dir, variant, wait_for
+from helpers import (
+    EXAMPLES,
+    Daemon,
+    InBackground,
+    Load,
+    example,
+    running_daemon,
+    short_dir,
+    variant,
+    wait_for,
+)
 
 from orchestrator import BadRequest, UpgradeFailed, UpgradeInProgress
 
@@ -242,28 +252,21 @@ def test_call_still_running_when_the_old_version_is_killed(releases_dir: Path) -
     with running_daemon(skills) as d:
         d.wait_running("slow")
         c = d.client()
-        out: dict[str, Any] = {}
-
-        def call(key: str, tool: str) -> None:
-            try:
-                out[key] = c.call_detailed("slow", tool, {"seconds": 2.5}, timeout=20)
-            except Exception as exc:
-                out[key] = exc
-
-        threads = [
-            threading.Thread(target=call, args=("plain", "sleep")),
-            threading.Thread(target=call, args=("idem", "sleep_idem")),
-        ]
-        for t in threads:
-            t.start()
+        bg = InBackground(
+            c,
+            {
+                "plain": ("slow", "sleep", {"seconds": 2.5}),
+                "idem": ("slow", "sleep_idem", {"seconds": 2.5}),
+            },
+            timeout=20,
+        )
         wait_for(lambda: d.status("slow")["in_flight"] == 2, 10, what="2 calls in flight")
         t0 = time.monotonic()
         report = c.upgrade("slow", variant(releases_dir, "s2", base="slow", version="2.0.0"))
-        for t in threads:
-            t.join(20)
+        out = bg.join(20)
         assert report["new_version"] == "2.0.0"
         # killed well before the calls would have finished
-        assert time.monotonic() - t0 < 2.4 or isinstance(out["plain"], OutcomeUnknown)
+        assert bg.finished_at["plain"] - t0 < 2.4, "killed before the call could finish"
         assert isinstance(out["plain"], OutcomeUnknown), out["plain"]
         assert "sleep" in str(out["plain"]) and "idempotent" in str(out["plain"])
         assert (out["idem"].value, out["idem"].version) == (2.5, "2.0.0")
