@@ -2,7 +2,7 @@
 and the errors that cross the wire. Shared by the daemon, its clients and the
 skill SDK."""
 
-from ._codec import decode, decode_payload, encode, encode_payload, kind_of
+from ._codec import decode, decode_payload, encode, encode_payload
 from ._errors import (
     BadRequest,
     CallError,
@@ -121,7 +121,6 @@ __all__ = [
     "encode",
     "encode_payload",
     "error_from_wire",
-    "kind_of",
     "send_frames",
     "socket_dir",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 
 from ._errors import MessageTooLarge, PayloadError, ProtocolError
-from ._messages import MESSAGE_TYPES, Kind, Message, ToolSpec, WireError
+from ._messages import MESSAGE_TYPES, Message, ToolSpec, WireError
 
 _Check = Callable[[Any], Any]
 
@@ -223,17 +223,6 @@ def _checked(spec: _Spec, values: list[Any]) -> list[Any]:
         except TypeError as exc:
             raise ProtocolError(f"{spec.cls.__name__}.{name} must be {exc}") from None
     return args
-
-
-def kind_of(frames: Sequence[bytes]) -> Kind | None:
-    """The kind of a header without decoding it (None if unreadable)."""
-    if not frames or not frames[0]:
-        return None
-    try:
-        raw = msgpack.unpackb(frames[0], raw=False, strict_map_key=False)
-        return Kind(raw[0])
-    except Exception:
-        return None
 
 
 # --- payloads: arguments and results ------------------------------------------

@@ -104,6 +104,15 @@ class Daemon:
         self._lock_run_dir()
         self._setup_logging()
         self._bind()
+        # One poller for everything: the sockets now, skill pipes and the
+        # signal pipe as they come (_watch_fd).
+        self.poller = zmq.Poller()
+        self.poller.register(self.ctl, zmq.POLLIN)
+        self.poller.register(self.wrk, zmq.POLLIN)
+        if self.tcp is not None:
+            tcp = self.tcp
+            self.poller.register(tcp, zmq.POLLIN)
+            self._fd_handlers[tcp] = lambda: self._drain(tcp, self._on_tcp_control)  # type: ignore[index]
         self.router = Router(self._send_call, self._answer)
         self.events = EventLog(self.run_dir / "events.jsonl", self._publish)
         self.releases = ReleaseStore(self.run_dir / "releases", config.daemon.releases_kept)
@@ -230,18 +239,7 @@ class Daemon:
             s: signal.signal(s, _noop) for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
         }
         process.become_subreaper()
-        self.poller = zmq.Poller()
-        self.poller.register(self.ctl, zmq.POLLIN)
-        self.poller.register(self.wrk, zmq.POLLIN)
-        self.poller.register(wake_r, zmq.POLLIN)
-        if self.tcp is not None:
-            tcp = self.tcp
-            self.poller.register(tcp, zmq.POLLIN)
-            self._fd_handlers[tcp] = lambda: self._drain(tcp, self._on_tcp_control)  # type: ignore[index]
-        self._fd_handlers[wake_r] = lambda: self._on_signals(wake_r)
-        for fd in list(self._fd_handlers):
-            if fd != wake_r:
-                self.poller.register(fd, zmq.POLLIN)
+        self._watch_fd(wake_r, lambda: self._on_signals(wake_r))
         self.events.emit("", "daemon.start", pid=os.getpid(), config=str(self.config.path))
         log.info("zskilld %d serving %s", os.getpid(), self.run_dir)
         try:
@@ -338,14 +336,12 @@ class Daemon:
             self.begin_shutdown()
 
     def _watch_fd(self, fd: int, handler: Callable[[], None] | None) -> None:
-        poller = getattr(self, "poller", None)
         if handler is None:
-            if self._fd_handlers.pop(fd, None) is not None and poller is not None:
-                poller.unregister(fd)
+            if self._fd_handlers.pop(fd, None) is not None:
+                self.poller.unregister(fd)
         else:
             self._fd_handlers[fd] = handler
-            if poller is not None:
-                poller.register(fd, zmq.POLLIN)
+            self.poller.register(fd, zmq.POLLIN)
 
     # --- clients ---------------------------------------------------------------
 
