@@ -179,14 +179,9 @@ class Router:
             return
         pending, active = q.pending, q.active
         while pending:
-            if len(active) == 1:
-                inst = active[0]
-                if inst.concurrency <= len(inst.in_flight):
-                    return
-            else:
-                inst = max(active, key=_credit)
-                if inst.credit <= 0:
-                    return
+            inst = active[0] if len(active) == 1 else max(active, key=_credit)
+            if inst.concurrency <= len(inst.in_flight):
+                return
             call = pending.popleft()
             if call.answered:
                 continue
