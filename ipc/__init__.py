@@ -2,7 +2,7 @@
 and the errors that cross the wire. Shared by the daemon, its clients and the
 skill SDK."""
 
-from ._codec import decode, decode_payload, encode, encode_payload
+from ._codec import INLINE_PAYLOAD_MAX, decode, decode_payload, encode, encode_payload
 from ._errors import (
     BadRequest,
     CallError,
@@ -90,6 +90,7 @@ __all__ = [
     "HealthReply",
     "Heartbeat",
     "Hello",
+    "INLINE_PAYLOAD_MAX",
     "InvalidArguments",
     "Kind",
     "MAX_MESSAGE_BYTES",

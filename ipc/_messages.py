@@ -2,10 +2,11 @@
 
 Every message travels as one or two ZeroMQ frames (after the routing id a
 ROUTER socket adds): a msgpack *header* array ``[kind, field, field, ...]``
-and, for calls and results, an opaque *payload* frame (the msgpack-encoded
-arguments or result). The daemon routes on the header alone and forwards the
-payload untouched, so a call's arguments are encoded once by the caller and
-decoded once by the skill.
+and, for calls and results, an opaque *payload* (the msgpack-encoded
+arguments or result) -- inside the header frame when small, else in a frame
+of its own (see :mod:`ipc._codec`). The daemon routes on the header alone and
+forwards the payload untouched, so a call's arguments are encoded once by the
+caller and decoded once by the skill.
 
 Two channels:
 

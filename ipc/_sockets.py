@@ -23,7 +23,7 @@ from pathlib import Path
 import zmq
 import zmq.backend
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """Carried in every hello; a skill speaking another version is refused."""
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024

@@ -550,8 +550,10 @@ def _noop(signum: int, frame: object) -> None:
 
 
 def _header_only(frames: list[bytes]) -> Message | None:
+    """The message an oversized one was, to answer it: its payload frame left
+    out (a payload inside the header frame is bounded by MAXMSGSIZE)."""
     try:
-        return decode(frames[:1])
+        return decode([frames[0], b""] if len(frames) == 2 else frames[:1])
     except ZskillError:
         return None
 

@@ -52,10 +52,12 @@ def test_ints_are_accepted_where_floats_are_expected() -> None:
         ([b"\xc1"], "msgpack"),
         ([msgpack.packb({"kind": 4})], "list"),
         ([msgpack.packb([99])], "unknown message kind 99"),
-        ([msgpack.packb([4, 7])], "takes"),
-        ([msgpack.packb([4, "7", "say", 1.0])], "Call.call_id must be an integer"),
-        ([msgpack.packb([4, True, "say", 1.0])], "Call.call_id must be an integer"),
-        ([msgpack.packb([5, 1, ["x"]])], "Result.error"),
+        ([msgpack.packb([4, 7]), b"\x80"], "takes"),
+        ([msgpack.packb([4, 7, "say", 1.0])], "ends with its payload"),
+        ([msgpack.packb([4, 7, "say", 1.0, "text"])], "ends with its payload"),
+        ([msgpack.packb([4, "7", "say", 1.0, b""])], "Call.call_id must be an integer"),
+        ([msgpack.packb([4, True, "say", 1.0]), b""], "Call.call_id must be an integer"),
+        ([msgpack.packb([5, 1, ["x"], b""])], "Result.error"),
         ([msgpack.packb([1, 1, "e", "1", "e-1", 1, 1, [["t"]], True])], "Hello.tools"),
         ([msgpack.packb([9]), b"extra"], "no payload"),
     ],
@@ -63,6 +65,15 @@ def test_ints_are_accepted_where_floats_are_expected() -> None:
 def test_bad_frames_are_protocol_errors(frames: list[bytes], words: str) -> None:
     with pytest.raises(ProtocolError, match=words):
         ipc.decode(frames)
+
+
+def test_small_payloads_ride_in_the_header_frame_and_large_ones_alone() -> None:
+    small = ipc.Call(1, "t", 1.0, payload=b"x" * ipc.INLINE_PAYLOAD_MAX)
+    large = ipc.Call(1, "t", 1.0, payload=b"x" * (ipc.INLINE_PAYLOAD_MAX + 1))
+    assert len(ipc.encode(small)) == 1
+    assert ipc.encode(large)[1] is large.payload  # not copied
+    for msg in (small, large):
+        assert ipc.decode(ipc.encode(msg)) == msg
 
 
 def test_size_limit() -> None:
