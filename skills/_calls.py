@@ -6,21 +6,25 @@ with another policy): extra calls wait here rather than in a thread pool
 that would grow without bound.
 
 The I/O loop owns this object: ``submit``, ``finished``, ``drain`` and
-``start_ready`` run on the main thread only, so the counters need no lock.
-The jobs it starts run elsewhere (a worker thread, the asyncio thread) and
-report through the Mailbox; the loop calls ``finished`` once it has sent
-their Result.
+``start_ready`` run on the loop's thread only, so the counters need no lock.
+The jobs it starts run on a worker thread, the asyncio thread, or -- small
+sync handlers, see :mod:`skills._inline` -- right there on the loop's thread;
+all report through the Mailbox, and the loop calls ``finished`` once it has
+sent their Result.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections import deque
 from collections.abc import Mapping
 
 from ipc import Call, SkillUnavailable, ToolNotFound
 
 from ._executors import AsyncWorker, ThreadWorkers
+from ._inline import FAST_S, MAX_INLINE_AFTER, TAKEOVER_PENALTY, Deposed, InlineGuard
+from ._log import log
 from ._mailbox import Mailbox
 from ._outcome import error_frames, failure_frames, success_frames
 from ._tool import Tool
@@ -37,6 +41,7 @@ class CallRunner:
         mailbox: Mailbox,
         threads: ThreadWorkers | None,
         loop: AsyncWorker | None,
+        guard: InlineGuard | None = None,
     ) -> None:
         if any(t.is_async for t in tools.values()) and loop is None:
             raise ValueError("async tools need an AsyncWorker")
@@ -49,9 +54,10 @@ class CallRunner:
         self._mailbox = mailbox
         self._threads = threads
         self._loop = loop
+        self._guard = guard
         self._running = 0
         self._queued: deque[tuple[Tool, int, bytes]] = deque()
-        self._ready: list[tuple[Tool, int, bytes]] = []
+        self._ready: deque[tuple[Tool, int, bytes]] = deque()
         self._draining = False
 
     @property
@@ -108,25 +114,46 @@ class CallRunner:
         a worker woken while this thread still runs Python would only wake up
         to wait for the GIL, and a burst of calls would bounce the GIL between
         the loop and the workers it just woke.
+
+        Raises Deposed if an inline handler blocked long enough for another
+        thread to take the loop over; the calls not started yet stay ready
+        for that thread.
         """
-        if not self._ready:
-            return
-        for tool, call_id, payload in self._ready:
-            if tool.inline:
-                self._run_sync(tool, call_id, payload)  # posts its own Result
-            elif tool.is_async:
+        ready = self._ready
+        while ready:
+            tool, call_id, payload = ready.popleft()
+            if tool.is_async:
                 assert self._loop is not None
                 self._loop.submit(self._run_async(tool, call_id, payload))
+            elif tool.inline or tool.fast_runs >= tool.inline_after:
+                self._run_inline(tool, call_id, payload)
             else:
                 assert self._threads is not None
                 self._threads.submit(functools.partial(self._run_sync, tool, call_id, payload))
-        self._ready.clear()
+
+    def _run_inline(self, tool: Tool, call_id: int, payload: bytes) -> None:
+        guard = self._guard
+        if guard is None:
+            self._run_sync(tool, call_id, payload)
+            return
+        run = guard.begin(f"tool {tool.name!r}")
+        self._run_sync(tool, call_id, payload)  # posts its own Result
+        if guard.end(run):
+            tool.fast_runs = 0
+            tool.inline_after = min(tool.inline_after * TAKEOVER_PENALTY, MAX_INLINE_AFTER)
+            if not tool.inline:
+                log(
+                    f"tool {tool.name!r} ended; it runs on the pool "
+                    f"until {tool.inline_after} fast calls in a row"
+                )
+            raise Deposed
 
     def _start(self, tool: Tool, call_id: int, payload: bytes) -> None:
         self._running += 1
         self._ready.append((tool, call_id, payload))
 
     def _run_sync(self, tool: Tool, call_id: int, payload: bytes) -> None:
+        started = time.perf_counter()
         try:
             value = tool.fn(**tool.arguments(payload))
             frames = success_frames(call_id, tool.name, value, self._max_bytes)
@@ -134,6 +161,10 @@ class CallRunner:
             # BaseException too: a handler calling sys.exit() must still
             # answer its call, and must not kill the worker thread.
             frames = failure_frames(call_id, exc)
+        if time.perf_counter() - started < FAST_S:
+            tool.fast_runs += 1
+        else:
+            tool.fast_runs = 0
         self._mailbox.post_result(frames)
 
     async def _run_async(self, tool: Tool, call_id: int, payload: bytes) -> None:

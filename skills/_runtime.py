@@ -5,18 +5,27 @@
                  | Reject: exit 3   | daemon silent for liveness_s:        v
                  | silence: exit 4  | exit 5                 Drained, Bye("drained"), exit 0
 
-One thread (the main one) owns the ZeroMQ socket and runs this loop: it
-polls the DEALER and the Mailbox's pipe, hands calls to CallRunner, and
-sends what the workers post. Timers are deadlines compared against one
-``monotonic()`` reading per turn of the loop, so they cost nothing per call.
+One thread owns the ZeroMQ socket and runs this loop: it polls the DEALER
+and the Mailbox's pipe, hands calls to CallRunner, and sends what the workers
+post. Timers are deadlines compared against one ``monotonic()`` reading per
+turn of the loop, so they cost nothing per call.
+
+That thread is the one that called ``run()`` until a handler run inline
+blocks (see :mod:`skills._inline`): then the standby thread takes the loop
+over, with its state kept on this object, and ``run()`` waits for whoever
+holds the loop last to end it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import signal
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from enum import IntEnum
 from types import FrameType
@@ -40,6 +49,7 @@ from ipc import (
 from ._calls import CallRunner
 from ._env import RuntimeEnv
 from ._health import HealthRunner
+from ._inline import Deposed
 from ._log import log
 from ._mailbox import Mailbox
 
@@ -49,6 +59,8 @@ class ExitCode(IntEnum):
 
     DRAINED = 0
     """Drained on request (Drain, SIGTERM, SIGINT): every accepted call answered."""
+    CRASHED = 1
+    """The I/O loop itself raised (a bug in zskill): the traceback is logged."""
     NOT_UNDER_DAEMON = 2
     """No (usable) ZSKILL_ENDPOINT: the program was not started by zskilld."""
     REJECTED = 3
@@ -65,6 +77,12 @@ RECV_BATCH = 64
 FLUSH_LINGER_MS = 2000
 """On close, how long ZeroMQ may keep trying to deliver Drained and Bye
 (ipc.configure sets LINGER 0, which would drop them)."""
+SIGNAL_CHECK_S = 0.25
+"""A thread that lost the loop waits for its end in steps this long: Python
+runs signal handlers on the main thread only, when it wakes."""
+EXIT_WAIT_S = 2.0
+"""When the loop ends on another thread while run()'s thread is still stuck in
+a handler, how long to wait for it before ending the process from there."""
 
 
 class Runtime:
@@ -89,6 +107,16 @@ class Runtime:
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._sock: zmq.Socket[bytes] | None = None
         self._poller = zmq.Poller()
+        # The loop's state, on the object so that a thread taking it over
+        # carries on from it (set in _serve_from_welcome).
+        self._heartbeat_s = 1.0
+        self._liveness_s = 5.0
+        self._last_heard = 0.0
+        self._next_beat = 0.0
+        # How the loop ended, when another thread than run()'s ended it.
+        self._ended = threading.Event()
+        self._end_code = ExitCode.CRASHED
+        self._waiting_for_end = threading.Event()
 
     def run(self) -> ExitCode:
         """Serve until drained or until the daemon is gone; the exit code."""
@@ -110,7 +138,11 @@ class Runtime:
                 return welcome
             if self._on_welcome is not None:
                 self._on_welcome(welcome)
-            return self._serve(welcome)
+            self._start_serving(welcome)
+            try:
+                return self._serve()
+            except Deposed:
+                return self._wait_for_end()
         finally:
             sock.close(linger=FLUSH_LINGER_MS)
             self._ctx.term()
@@ -156,14 +188,20 @@ class Runtime:
 
     # --- 2. serve --------------------------------------------------------------
 
-    def _serve(self, welcome: Welcome) -> ExitCode:
-        heartbeat_s = welcome.heartbeat_s if welcome.heartbeat_s > 0 else 1.0
-        liveness_s = welcome.liveness_s if welcome.liveness_s > 0 else 5 * heartbeat_s
+    def _start_serving(self, welcome: Welcome) -> None:
+        self._heartbeat_s = welcome.heartbeat_s if welcome.heartbeat_s > 0 else 1.0
+        self._liveness_s = welcome.liveness_s if welcome.liveness_s > 0 else 5 * self._heartbeat_s
+        now = time.monotonic()
+        self._last_heard = now
+        self._next_beat = now + self._heartbeat_s
+
+    def _serve(self) -> ExitCode:
+        """The loop, on whichever thread holds it; raises Deposed on a thread
+        that lost it."""
         sock, poll, mailbox, calls = self._sock, self._poller.poll, self._mailbox, self._calls
         results = mailbox.results
+        heartbeat_s, liveness_s = self._heartbeat_s, self._liveness_s
         now = time.monotonic()
-        last_heard = now
-        next_beat = now + heartbeat_s
         while True:
             if self._exit is not None:
                 return self._exit
@@ -171,24 +209,25 @@ class Runtime:
                 self._begin_drain(self._stop_signal)
             if calls.draining and calls.in_flight == 0:
                 return self._finish_drain()
-            if now >= next_beat:
+            if now >= self._next_beat:
                 self._send(ipc.encode(Heartbeat(calls.in_flight)))
-                next_beat = now + heartbeat_s
-            if now - last_heard >= liveness_s:
-                silent_s = now - last_heard
+                self._next_beat = now + heartbeat_s
+            if now - self._last_heard >= liveness_s:
+                silent_s = now - self._last_heard
                 log(f"nothing heard from the daemon for {silent_s:.1f}s; it is gone, exiting")
                 return ExitCode.DAEMON_GONE
-            wake_at = min(next_beat, last_heard + liveness_s)
+            wake_at = min(self._next_beat, self._last_heard + liveness_s)
             if self._health.next_deadline is not None:
                 wake_at = min(wake_at, self._expire_health(now))
-            calls.start_ready()
+            calls.start_ready()  # may run handlers inline, and raise Deposed
+            now = time.monotonic()
             timeout_ms = max(0, math.ceil((wake_at - now) * 1000)) if mailbox.may_sleep() else 0
             events = poll(timeout_ms)
             mailbox.awake()
             now = time.monotonic()
             for target, _ in events:
                 if target is sock:
-                    last_heard = now
+                    self._last_heard = now
                     # Take what is already queued: one poll per burst, not per
                     # message (bounded, so that timers still get their turn).
                     for _ in range(RECV_BATCH):
@@ -202,6 +241,39 @@ class Runtime:
                 calls.finished()
             if mailbox.health:
                 self._send_health_replies()
+
+    # --- 2b. the loop taken over ------------------------------------------------
+
+    def take_over(self) -> None:
+        """Run the loop on the calling (standby) thread, from where the thread
+        that held it left it (called by the InlineGuard)."""
+        try:
+            code = self._serve()
+        except Deposed:
+            return  # deposed in turn: the next holder ends the loop
+        except BaseException:
+            log(f"the I/O loop failed:\n{traceback.format_exc()}")
+            code = ExitCode.CRASHED
+        self._end_code = code
+        self._ended.set()
+        if self._waiting_for_end.wait(EXIT_WAIT_S):
+            return  # run()'s thread closes the socket and returns the code
+        # run()'s thread is stuck in a handler, and the process must end
+        # (the daemon is gone, or rejected it): end it from here.
+        log(f"a handler still blocks the thread that started the skill; exiting with {code}")
+        assert self._sock is not None and self._ctx is not None
+        self._sock.close(linger=FLUSH_LINGER_MS)
+        self._ctx.term()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(int(code))
+
+    def _wait_for_end(self) -> ExitCode:
+        self._waiting_for_end.set()
+        while not self._ended.wait(SIGNAL_CHECK_S):
+            pass  # each wake lets a signal handler run (then the loop drains)
+        return self._end_code
 
     def _dispatch(self, msg: ipc.Message | None) -> None:
         if type(msg) is Call:

@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from ipc import InvalidArguments, ToolSpec, decode_payload
 
 from ._docstring import parse_docstring
+from ._inline import INLINE_AFTER
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 """What MCP hosts accept as a tool name, so every tool can be bridged."""
@@ -38,9 +39,11 @@ class Tool:
         "_fields",
         "_model",
         "description",
+        "fast_runs",
         "fn",
         "idempotent",
         "inline",
+        "inline_after",
         "input_schema",
         "is_async",
         "name",
@@ -70,6 +73,11 @@ class Tool:
         if inline and self.is_async:
             raise ValueError(f"tool {self.name!r}: inline=True is for sync handlers only")
         self.inline = bool(inline)
+        # Where calls run (see skills._inline): the loop's thread once
+        # fast_runs reaches inline_after. Updated by whichever thread ran the
+        # call, without a lock: a lost update only shifts a heuristic.
+        self.fast_runs = 0
+        self.inline_after = INLINE_AFTER
         params = _parameters(fn, self.name)
         hints = _type_hints(fn, self.name)
         # (internal field name, parameter name), in signature order.

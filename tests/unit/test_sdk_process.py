@@ -206,3 +206,64 @@ def test_silent_daemon_means_exit_5(daemon: FakeDaemon) -> None:
     assert daemon.exit_code() == 5  # we never answer its heartbeats
     assert time.monotonic() - started < 5
     assert "nothing heard from the daemon" in daemon.stderr()
+
+
+def _answers_in_order(daemon: FakeDaemon, ids: set[int]) -> tuple[list[int], int]:
+    """Results for ``ids`` in the order they came, and the heartbeats seen
+    between the first and the last of them."""
+    order: list[int] = []
+    beats = 0
+    while len(order) < len(ids):
+        msg = daemon.recv(skip_heartbeats=False)
+        if isinstance(msg, Heartbeat):
+            beats += bool(order)
+            continue
+        assert isinstance(msg, Result) and msg.call_id in ids and msg.error is None, msg
+        order.append(msg.call_id)
+    return order, beats
+
+
+def test_a_handler_blocking_the_io_thread_is_taken_over(daemon: FakeDaemon) -> None:
+    daemon.spawn("slow", **{ipc.ENV_SKILL: "slow"})
+    handshake(daemon, heartbeat_s=0.05)
+    # `stall` runs on the I/O thread (inline=True) and sleeps there. Another
+    # thread takes the I/O over: the call behind it is answered at once and
+    # heartbeats go on while it sleeps. Twice: the second stall blocks the
+    # thread that took over the first time.
+    for stall_id, quick_id in ((1, 2), (3, 4)):
+        daemon.send(Call(stall_id, "stall", 10.0, ipc.encode_payload({"seconds": 0.5})))
+        daemon.send(Call(quick_id, "sleep", 10.0, ipc.encode_payload({"seconds": 0})))
+        order, beats = _answers_in_order(daemon, {stall_id, quick_id})
+        assert order == [quick_id, stall_id]
+        assert beats >= 3, f"{beats} heartbeats while the I/O thread was blocked"
+    assert daemon.stderr().count("another thread takes the I/O over") == 2
+    daemon.send(Drain())
+    assert daemon.recv() == Drained()
+    assert daemon.exit_code() == 0
+
+
+def test_sigterm_reaches_a_skill_whose_io_moved_to_another_thread(daemon: FakeDaemon) -> None:
+    daemon.spawn("slow", **{ipc.ENV_SKILL: "slow"})
+    handshake(daemon)
+    stalled = daemon.call(1, "stall", seconds=0.2)
+    assert stalled.error is None
+    # The main thread, its handler done, now only waits for the loop's end:
+    # the signal handler runs there and the loop on the other thread drains.
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.recv() == Drained()
+    assert daemon.exit_code() == 0
+
+
+def test_a_skill_ends_when_the_daemon_is_gone_though_a_handler_blocks(
+    daemon: FakeDaemon,
+) -> None:
+    daemon.spawn("slow", **{ipc.ENV_SKILL: "slow"})
+    handshake(daemon, heartbeat_s=0.1, liveness_s=0.6)
+    daemon.send(Call(1, "stall", 10.0, ipc.encode_payload({"seconds": 600})))
+    started = time.monotonic()
+    # We go silent. The thread that took the I/O over gives up on the daemon
+    # and, the main thread being stuck in `stall`, ends the process itself.
+    assert daemon.exit_code() == 5
+    assert time.monotonic() - started < 10
+    assert "a handler still blocks" in daemon.stderr()

@@ -22,6 +22,14 @@ def sleep_idem(seconds: float) -> float:
     return seconds
 
 
+@skill.tool(inline=True)
+def stall(seconds: float) -> float:
+    """Sleep on the I/O thread (inline=True, misused on purpose): another thread
+    must take the I/O over meanwhile."""
+    time.sleep(seconds)
+    return seconds
+
+
 @skill.tool()
 def work(ms: float) -> float:
     """Busy the CPU for about ms milliseconds; return the milliseconds spent."""
