@@ -60,6 +60,8 @@ from ._sockets import (
     PROTOCOL_VERSION,
     Endpoints,
     configure,
+    more_waiting,
+    recv_frames,
     send_frames,
     socket_dir,
 )
@@ -122,6 +124,8 @@ __all__ = [
     "encode",
     "encode_payload",
     "error_from_wire",
+    "more_waiting",
+    "recv_frames",
     "send_frames",
     "socket_dir",
 ]

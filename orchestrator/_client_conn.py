@@ -53,7 +53,7 @@ from typing import Any
 import zmq
 
 import ipc
-from ipc import DaemonUnavailable, Message, ZskillError
+from ipc import DaemonUnavailable, Message, ZskillError, recv_frames
 
 from . import _client_common as common
 from ._client_common import LIVENESS_EVERY_S, Target
@@ -65,7 +65,6 @@ Frames = list[bytes]
 _PollItems = list[tuple[Any, int]]  # as zmq.zmq_poll takes them
 # Plain ints: pyzmq combines flags per frame, and IntFlag arithmetic costs a
 # microsecond per call on the fast path.
-_NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 
 
@@ -317,7 +316,7 @@ class Connection:
                     continue
                 while True:  # every reply there is, not only ours
                     try:
-                        frames = sock.recv_multipart(_NOBLOCK)
+                        frames = recv_frames(sock)
                     except zmq.Again:
                         break
                     except zmq.ZMQError as exc:

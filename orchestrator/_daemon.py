@@ -57,6 +57,8 @@ from ipc import (
     configure,
     decode,
     encode,
+    more_waiting,
+    recv_frames,
     send_frames,
     socket_dir,
 )
@@ -84,7 +86,6 @@ SAMPLE_S = 2.0  # CPU and memory of skill processes, sampled this often
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 BATCH = 256  # messages read from one socket before looking at the others
 _TCP_PEER = b"T"
-_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic shows in profiles
 
 
 class Daemon:
@@ -293,15 +294,17 @@ class Daemon:
                 self._tick(now)
 
     def _drain(self, sock: zmq.Socket[bytes], handle: Callable[[list[bytes]], None]) -> None:
-        for _ in range(BATCH):
+        for i in range(BATCH):  # see ipc.more_waiting
             try:
-                frames = sock.recv_multipart(_NOBLOCK)
+                frames = recv_frames(sock)
             except zmq.Again:
                 return
             try:
                 handle(frames)
             except Exception:  # one bad message must not stop the daemon
                 log.exception("error handling a message")
+            if i == 0 and not more_waiting(sock):
+                return
 
     def _tick(self, now: float) -> None:
         self.sup.tick(now)

@@ -110,10 +110,10 @@ class CallRunner:
     def start_ready(self) -> None:
         """Hand the calls accepted since the last time to their executors.
 
-        The loop calls this right before it polls, not as each call arrives:
-        a worker woken while this thread still runs Python would only wake up
-        to wait for the GIL, and a burst of calls would bounce the GIL between
-        the loop and the workers it just woke.
+        The loop calls this once per turn, after reading the socket, not as
+        each call arrives: a worker woken while this thread still runs Python
+        would only wake up to wait for the GIL, and a burst of calls would
+        bounce the GIL between the loop and the workers it just woke.
 
         Raises Deposed if an inline handler blocked long enough for another
         thread to take the loop over; the calls not started yet stay ready
@@ -136,7 +136,7 @@ class CallRunner:
         if guard is None:
             self._run_sync(tool, call_id, payload)
             return
-        run = guard.begin(f"tool {tool.name!r}")
+        run = guard.begin(tool.name)
         self._run_sync(tool, call_id, payload)  # posts its own Result
         if guard.end(run):
             tool.fast_runs = 0

@@ -62,17 +62,17 @@ class InlineGuard:
         self._seq = 0  # inline runs begun
         self._current = 0  # the run in progress on the loop's thread, 0: none
         self._deposed = 0  # the run whose thread lost the loop
-        self._what = ""  # what the current run is, for the log
+        self._tool = ""  # the current run's tool, for the log
         self._standby: threading.Thread | None = None
         self._parked = False
         self._wake = threading.Event()
         self._closed = False
         self.takeovers = 0
 
-    def begin(self, what: str) -> int:
-        """The loop's thread is about to run ``what`` (for the log): the run's token."""
+    def begin(self, tool: str) -> int:
+        """The loop's thread is about to run ``tool``: the run's token."""
         seq = self._seq = self._seq + 1
-        self._what = what
+        self._tool = tool
         self._current = seq
         if self._standby is None:
             self._standby = threading.Thread(target=self._watch, name="zskill-standby", daemon=True)
@@ -109,8 +109,8 @@ class InlineGuard:
             current = self._current
             if current and current == seen and self._depose(current):
                 log(
-                    f"{self._what} has held the I/O thread for over {self._tick_s * 1000:.0f} ms; "
-                    "another thread takes the I/O over"
+                    f"tool {self._tool!r} has held the I/O thread for over "
+                    f"{self._tick_s * 1000:.0f} ms; another thread takes the I/O over"
                 )
                 self._take_over()  # this thread runs the loop now
                 return

@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable
 from enum import IntEnum
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 import zmq
 
@@ -199,8 +199,8 @@ class Runtime:
         """The loop, on whichever thread holds it; raises Deposed on a thread
         that lost it."""
         sock, poll, mailbox, calls = self._sock, self._poller.poll, self._mailbox, self._calls
-        results = mailbox.results
         heartbeat_s, liveness_s = self._heartbeat_s, self._liveness_s
+        self._start_and_send()  # what a thread that lost the loop left ready
         now = time.monotonic()
         while True:
             if self._exit is not None:
@@ -219,8 +219,6 @@ class Runtime:
             wake_at = min(self._next_beat, self._last_heard + liveness_s)
             if self._health.next_deadline is not None:
                 wake_at = min(wake_at, self._expire_health(now))
-            calls.start_ready()  # may run handlers inline, and raise Deposed
-            now = time.monotonic()
             timeout_ms = max(0, math.ceil((wake_at - now) * 1000)) if mailbox.may_sleep() else 0
             events = poll(timeout_ms)
             mailbox.awake()
@@ -228,19 +226,26 @@ class Runtime:
             for target, _ in events:
                 if target is sock:
                     self._last_heard = now
-                    # Take what is already queued: one poll per burst, not per
-                    # message (bounded, so that timers still get their turn).
-                    for _ in range(RECV_BATCH):
-                        self._dispatch(self._receive())
-                        if not self._readable():
-                            break
+                    self._read_burst()
                 else:
                     mailbox.clear()
+            self._start_and_send()
+            if mailbox.health:
+                self._send_health_replies()
+
+    def _start_and_send(self) -> None:
+        """Start the calls that arrived (a handler run inline posts its Result
+        at once) and send the Results that are ready; a sent Result may let a
+        queued call start. The workers this wakes find the GIL free soon: the
+        loop polls next. Raises Deposed (see skills._inline)."""
+        calls, results = self._calls, self._mailbox.results
+        while True:
+            calls.start_ready()
+            if not results:
+                return
             while results:
                 self._send(results.popleft())
                 calls.finished()
-            if mailbox.health:
-                self._send_health_replies()
 
     # --- 2b. the loop taken over ------------------------------------------------
 
@@ -275,13 +280,13 @@ class Runtime:
             pass  # each wake lets a signal handler run (then the loop drains)
         return self._end_code
 
-    def _dispatch(self, msg: ipc.Message | None) -> None:
+    def _dispatch(self, msg: ipc.Message) -> None:
         if type(msg) is Call:
             immediate = self._calls.submit(msg)
             if immediate is not None:
                 self._send(immediate)
-        elif type(msg) is Heartbeat or msg is None:
-            pass  # receiving it was the point; None: already logged
+        elif type(msg) is Heartbeat:
+            pass  # receiving it was the point
         elif isinstance(msg, HealthCheck):
             reply = self._health.check(msg, time.monotonic())
             if reply is not None:
@@ -321,21 +326,36 @@ class Runtime:
     # --- frames and signals ----------------------------------------------------
 
     def _receive(self) -> ipc.Message | None:
-        """The next message, or None (logged) for anything undecodable."""
+        """The next message, or None: none waiting, or undecodable (logged)."""
         assert self._sock is not None
         try:
-            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            frames = ipc.recv_frames(self._sock)
         except zmq.Again:
             return None
+        return self._decode(frames)
+
+    def _read_burst(self) -> None:
+        """Dispatch what is already queued: one poll per burst, not per message
+        (bounded, so that timers still get their turn; see ipc.more_waiting)."""
+        sock = self._sock
+        assert sock is not None
+        for i in range(RECV_BATCH):
+            try:
+                frames = ipc.recv_frames(sock)
+            except zmq.Again:
+                return
+            msg = self._decode(frames)
+            if msg is not None:
+                self._dispatch(msg)
+            if i == 0 and not ipc.more_waiting(sock):
+                return
+
+    def _decode(self, frames: list[bytes]) -> ipc.Message | None:
         try:
             return ipc.decode(frames, max_bytes=self._env.max_message_bytes)
         except Exception as exc:  # ProtocolError, MessageTooLarge; never crash on input
             log(f"ignoring an undecodable message from the daemon: {exc}")
             return None
-
-    def _readable(self) -> bool:
-        assert self._sock is not None
-        return bool(cast(int, self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
     def _send(self, frames: list[bytes]) -> None:
         assert self._sock is not None
