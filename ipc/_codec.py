@@ -191,7 +191,7 @@ def decode(frames: Sequence[bytes], *, max_bytes: int | None = None) -> Message:
     if not frames or len(frames) > 2:
         raise ProtocolError(f"expected 1 or 2 frames, got {len(frames)}")
     if max_bytes is not None:
-        size = sum(len(f) for f in frames)
+        size = sum(map(len, frames))
         if size > max_bytes:
             raise MessageTooLarge(f"message of {size} bytes exceeds the limit of {max_bytes}")
     try:
@@ -222,15 +222,7 @@ def decode(frames: Sequence[bytes], *, max_bytes: int | None = None) -> Message:
             f"{spec.cls.__name__} takes {spec.required}..{len(spec.names)} fields, "
             f"got {len(values)}"
         )
-    fast = spec.fast_types
-    if (
-        fast is not None
-        and len(values) == len(fast)
-        and all(type(v) is t for v, t in zip(values, fast, strict=True))
-    ):
-        args = values
-    else:
-        args = _checked(spec, values)
+    args = values if tuple(map(type, values)) == spec.fast_types else _checked(spec, values)
     if spec.has_payload:
         return spec.cls(*args, payload=payload)  # type: ignore[call-arg]
     return spec.cls(*args)

@@ -101,7 +101,6 @@ _recv = zmq.backend.Socket.recv
 _get = zmq.backend.Socket.get
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
 _LAST = int(zmq.NOBLOCK)
-_RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
@@ -116,10 +115,16 @@ def send_frames(sock: zmq.Socket[bytes], frames: Sequence[bytes]) -> None:
 
 
 def recv_frames(sock: zmq.Socket[bytes]) -> list[bytes]:
-    """Receive a multipart message without blocking; zmq.Again if none waits."""
-    frames: list[bytes] = [_recv(sock, _LAST)]
-    while _get(sock, _RCVMORE):
-        frames.append(_recv(sock, _LAST))
+    """Receive a multipart message without blocking; zmq.Again if none waits.
+
+    Each part is taken as a zmq.Frame, whose ``more`` is a plain C read:
+    asking the socket (ZMQ_RCVMORE) would build a SocketOption enum, in
+    Python, once per part."""
+    frame = _recv(sock, _LAST, False)
+    frames: list[bytes] = [frame.bytes]
+    while frame.more:
+        frame = _recv(sock, _LAST, False)
+        frames.append(frame.bytes)
     return frames
 
 

@@ -149,7 +149,7 @@ class Target:
 
 
 def _check_size(frames: list[bytes], max_bytes: int) -> list[bytes]:
-    size = sum(len(f) for f in frames)
+    size = sum(map(len, frames))
     if size > max_bytes:
         raise MessageTooLarge(
             f"message of {size} bytes exceeds the limit of {max_bytes}", size=size, limit=max_bytes
