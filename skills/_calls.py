@@ -74,7 +74,11 @@ class CallRunner:
         self._draining = True
 
     def submit(self, call: Call) -> list[bytes] | None:
-        """Accept ``call``, or return the frames of its immediate error Result."""
+        """Accept ``call``, or return the frames of its immediate error Result.
+
+        A call to a tool that runs inline, with a slot free, runs right here:
+        its Result is in the Mailbox on return, and the loop can send it
+        before it reads the next message. Raises Deposed (see start_ready)."""
         tool = self._tools.get(call.tool)
         if tool is None:
             return error_frames(
@@ -96,7 +100,11 @@ class CallRunner:
                 ).to_wire(),
             )
         if self._running < self._limit:
-            self._start(tool, call.call_id, call.payload)
+            if tool.inline or tool.fast_runs >= tool.inline_after:
+                self._running += 1
+                self._run_inline(tool, call.call_id, call.payload)
+            else:
+                self._start(tool, call.call_id, call.payload)
         else:
             self._queued.append((tool, call.call_id, call.payload))
         return None

@@ -243,9 +243,13 @@ class Runtime:
             calls.start_ready()
             if not results:
                 return
-            while results:
-                self._send(results.popleft())
-                calls.finished()
+            self._send_results()
+
+    def _send_results(self) -> None:
+        calls, results = self._calls, self._mailbox.results
+        while results:
+            self._send(results.popleft())
+            calls.finished()
 
     # --- 2b. the loop taken over ------------------------------------------------
 
@@ -337,7 +341,7 @@ class Runtime:
     def _read_burst(self) -> None:
         """Dispatch what is already queued: one poll per burst, not per message
         (bounded, so that timers still get their turn; see ipc.more_waiting)."""
-        sock = self._sock
+        sock, results = self._sock, self._mailbox.results
         assert sock is not None
         for i in range(RECV_BATCH):
             try:
@@ -347,6 +351,8 @@ class Runtime:
             msg = self._decode(frames)
             if msg is not None:
                 self._dispatch(msg)
+            if results:  # a call run inline: answer it before reading on
+                self._send_results()
             if i == 0 and not ipc.more_waiting(sock):
                 return
 

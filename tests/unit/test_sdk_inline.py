@@ -144,13 +144,13 @@ def test_a_deposed_run_leaves_the_loop_and_its_tool_waits_longer(mailbox: Mailbo
         guard=guard,
     )
     try:
-        assert runner.submit(call(1, "blocks")) is None
+        # A pool call waits to be started at the end of the loop's turn...
         assert runner.submit(call(2, "quick")) is None
         errors: list[BaseException] = []
 
         def loop_turn() -> None:
-            try:
-                runner.start_ready()
+            try:  # ...when an inline call arrives, runs at once, and blocks.
+                runner.submit(call(1, "blocks"))
             except BaseException as exc:
                 errors.append(exc)
 
@@ -160,8 +160,8 @@ def test_a_deposed_run_leaves_the_loop_and_its_tool_waits_longer(mailbox: Mailbo
         release.set()
         turn.join(TIMEOUT_S)
         assert len(errors) == 1 and isinstance(errors[0], Deposed)
-        # Its Result was posted like a pool worker's; the call behind it was
-        # left for the loop's new holder to start.
+        # Its Result was posted like a pool worker's; the pool call is left
+        # for the loop's new holder to start.
         first = ipc.decode(mailbox.results.popleft())
         assert isinstance(first, Result) and first.call_id == 1
         assert blocking.fast_runs == 0
