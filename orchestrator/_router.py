@@ -88,6 +88,9 @@ class PendingCall:
     dispatched_at: float = 0.0
 
 
+COMPACT_ABOVE = 1024
+"""The deadline heap is compacted only above this size."""
+
 SendCall = Callable[[Instance, PendingCall, float], None]
 Answer = Callable[[PendingCall, WireError | None, bytes, str], None]
 
@@ -112,7 +115,12 @@ class Router:
         self._answer = answer
         self.queues: dict[str, SkillQueue] = {}
         self._ids = itertools.count(1)
+        # Every accepted call, by deadline. An answered call leaves it lazily,
+        # when it reaches the top; so that calls answered behind a slow one
+        # (a hung skill) do not pile up, the heap is rebuilt when mostly
+        # answered ones (see next_deadline).
         self._deadlines: list[tuple[float, int, PendingCall]] = []
+        self._open = 0  # calls in _deadlines not answered yet
 
     # --- skills ----------------------------------------------------------------
 
@@ -163,11 +171,12 @@ class Router:
         call = PendingCall(
             next(self._ids), client, req_id, skill, tool, payload, now + timeout_s, now
         )
+        heapq.heappush(self._deadlines, (call.deadline, call.call_id, call))
+        self._open += 1
         q = self.queue(skill)
         if not q.accepting:
             self.fail(call, SkillUnavailable(q.closed_reason, skill=skill))
             return call
-        heapq.heappush(self._deadlines, (call.deadline, call.call_id, call))
         q.pending.append(call)
         self.dispatch(skill, now)
         return call
@@ -213,6 +222,7 @@ class Router:
         call.instance = None
         if not call.answered:
             call.answered = True
+            self._open -= 1
             self._answer(call, error, payload, inst.version)
         self.dispatch(inst.skill, now)
         return call
@@ -247,7 +257,16 @@ class Router:
         heap = self._deadlines
         while heap and heap[0][2].answered:
             heapq.heappop(heap)
+        if len(heap) > COMPACT_ABOVE and len(heap) > 4 * self._open:
+            # Linear, once per (3/4 of the heap) answers: constant per call.
+            heap = self._deadlines = [e for e in heap if not e[2].answered]
+            heapq.heapify(heap)
         return heap[0][0] if heap else None
+
+    @property
+    def tracked(self) -> int:
+        """Calls the deadline heap holds, answered or not (for tests)."""
+        return len(self._deadlines)
 
     def lost(self, inst: Instance, reason: str, now: float) -> tuple[int, int]:
         """The instance's process is gone: retry its idempotent calls, fail the
@@ -287,6 +306,7 @@ class Router:
         if call.answered:
             return
         call.answered = True
+        self._open -= 1
         self._answer(call, exc.to_wire(), b"", "")
 
     # --- views -----------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ipc import ToolSpec, WireError
-from orchestrator._router import Instance, InstanceState, PendingCall, Router
+from orchestrator._router import COMPACT_ABOVE, Instance, InstanceState, PendingCall, Router
 
 
 class Recorder:
@@ -115,3 +115,19 @@ def test_switch_routes_queue_to_new_instance(rec: Recorder) -> None:
     new = inst("a-2", concurrency=8)
     r.set_active("a", [new], 0.1)
     assert rec.sent == [("a-1", 1), ("a-2", 2), ("a-2", 3)]
+
+
+def test_answered_calls_behind_a_hung_one_do_not_pile_up(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    hung, busy = inst("a-1", concurrency=1), inst("a-2", concurrency=1)
+    r.set_active("a", [hung], 0.0)
+    stuck = accept(r, 0, timeout=60.0)  # its deadline heads the heap for a minute
+    r.set_active("a", [busy], 0.0)
+    for n in range(1, 20_000):  # answered at once, each behind the stuck call
+        call = accept(r, n, timeout=60.0, now=n * 1e-4)
+        r.result(busy, call.call_id, None, b"", n * 1e-4)
+        r.next_deadline()  # as the daemon's loop does every turn
+        assert r.tracked <= 4 * 2 + COMPACT_ABOVE
+    assert r.next_deadline() == 60.0
+    assert r.expire(60.0) == 1 and rec.answers[-1] == (0, "CallTimeout", "")
+    assert stuck.answered

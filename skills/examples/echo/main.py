@@ -30,12 +30,7 @@ def ping() -> str:
 
 @skill.tool()
 def noop() -> None:
-    """Do nothing (the latency benchmark's tool, run on the thread pool)."""
-
-
-@skill.tool(inline=True)
-def noop_inline() -> None:
-    """Do nothing, on the I/O thread (the benchmark's inline variant)."""
+    """Do nothing (the call benchmark's tool)."""
 
 
 @skill.tool()
