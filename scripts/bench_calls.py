@@ -78,6 +78,10 @@ def run_worker(d: str) -> None:
         sock.send_multipart(sock.recv_multipart())
 
 
+Caller = tuple[Callable[[], None], Callable[[], None]]
+"""A calling thread's (call, close)."""
+
+
 class Baseline:
     name = "pyzmq baseline"
 
@@ -91,33 +95,34 @@ class Baseline:
             subprocess.Popen([*me, "--role", "worker", "--dir", self.dir]),
         ]
         self.ctx = zmq.Context()
-        self._local = threading.local()
         deadline = time.monotonic() + 10
         while True:  # until the worker is registered and answers
+            call, close = self.caller()
             try:
-                self.call()
+                call()
                 break
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise
-                self._local.sock.close(linger=0)
-                del self._local.sock
+            finally:
+                close()
 
-    def _sock(self) -> Any:
+    def caller(self) -> Caller:
+        """One socket, as each zskill caller has its own Client."""
         import zmq
 
-        s = getattr(self._local, "sock", None)
-        if s is None:
-            s = self._local.sock = self.ctx.socket(zmq.DEALER)
-            s.connect(f"ipc://{self.dir}/fe.sock")
-        return s
+        s = self.ctx.socket(zmq.DEALER)
+        s.connect(f"ipc://{self.dir}/fe.sock")
 
-    def call(self) -> None:
-        s = self._sock()
-        s.send_multipart([b"1", b"\x80"])
-        if not s.poll(2000):
-            raise TimeoutError
-        s.recv_multipart()
+        def call() -> None:
+            s.send_multipart([b"1", b"\x80"])
+            if not s.poll(2000):
+                raise TimeoutError
+            s.recv_multipart()
+
+        return call, lambda: s.close(linger=0)
+
+    shared_caller = caller  # the baseline has no shared connection to compare
 
     def close(self) -> None:
         for p in self.procs:
@@ -128,57 +133,60 @@ class Baseline:
 
 
 class Zskill:
-    """The daemon and the echo skill. ``call`` gives each calling thread its
+    """The daemon and the echo skill. ``caller`` gives a calling thread its
     own Client (one connection per caller, as the baseline has one socket per
-    caller); ``call_shared`` has every thread share one Client."""
+    caller); with ``shared_caller`` every thread shares one Client."""
 
     name = "zskill"
 
     def __init__(self) -> None:
+        self.daemon = LocalDaemon(skill_table("echo", concurrency=16)).__enter__()
+
+    def caller(self) -> Caller:
         from orchestrator import Client
 
-        self.daemon = LocalDaemon(skill_table("echo", concurrency=16)).__enter__()
-        self.shared = self.daemon.client
-        self._local = threading.local()
-        self._clients: list[Client] = []
-        self._new = lambda: Client(self.daemon.config)
+        c = Client(self.daemon.config)
+        return lambda: c.call("echo", "noop"), c.close
 
-    def call(self) -> None:
-        c = getattr(self._local, "client", None)
-        if c is None:
-            c = self._local.client = self._new()
-            self._clients.append(c)
-        c.call("echo", "noop")
-
-    def call_shared(self) -> None:
-        self.shared.call("echo", "noop")
+    def shared_caller(self) -> Caller:
+        shared = self.daemon.client
+        return lambda: shared.call("echo", "noop"), lambda: None
 
     def close(self) -> None:
-        for c in self._clients:
-            c.close()
         self.daemon.__exit__(None, None, None)
 
 
 # --- measurements --------------------------------------------------------------
 
 
-def latency(call: Callable[[], None], n: int) -> tuple[float, float]:
-    for _ in range(min(500, n)):
-        call()
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t)
+def latency(target: Any, n: int) -> tuple[float, float]:
+    call, close = target.caller()
+    try:
+        for _ in range(min(500, n)):
+            call()
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - t)
+    finally:
+        close()
     samples.sort()
     return statistics.median(samples) * 1e6, samples[int(len(samples) * 0.99)] * 1e6
 
 
-def throughput(call: Callable[[], None], callers: int, seconds: float) -> float:
-    stop = time.monotonic() + seconds
+def throughput(target: Any, callers: int, seconds: float, shared: bool = False) -> float:
+    """Calls per second of ``callers`` threads calling in a closed loop; each
+    thread's connection is opened before the clock starts, closed after."""
+    opened = [target.shared_caller() if shared else target.caller() for _ in range(callers)]
     counts = [0] * callers
+    go = threading.Event()
+    stop = 0.0
 
     def loop(i: int) -> None:
+        call = opened[i][0]
+        call()  # connected and warm
+        go.wait()
         n = 0
         while time.monotonic() < stop:
             call()
@@ -186,30 +194,49 @@ def throughput(call: Callable[[], None], callers: int, seconds: float) -> float:
         counts[i] = n
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(callers)]
-    t0 = time.monotonic()
     for t in threads:
         t.start()
+    t0 = time.monotonic()
+    stop = t0 + seconds
+    go.set()
     for t in threads:
         t.join()
-    return sum(counts) / (time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    for _, close in opened:
+        close()
+    return sum(counts) / elapsed
 
 
-def measure(target: Any, args: argparse.Namespace) -> dict[str, float]:
-    out: dict[str, float] = {}
-    out["p50_us"], out["p99_us"] = latency(target.call, args.latency_calls)
+Measure = Callable[[Any], dict[str, float]]
+
+
+def measurements(args: argparse.Namespace) -> list[Measure]:
+    """Each step measures one or two metrics on one target."""
+
+    def lat(t: Any) -> dict[str, float]:
+        p50, p99 = latency(t, args.latency_calls)
+        return {"p50_us": p50, "p99_us": p99}
+
+    def tput(n: int, shared: bool) -> Measure:
+        def run(t: Any) -> dict[str, float]:
+            key = "shared" if shared else "tput"
+            return {f"{key}_{n}": throughput(t, n, args.seconds, shared)}
+
+        return run
+
+    steps = [lat]
     for n in CALLERS:
-        throughput(target.call, n, 0.3)  # warm up threads and queues
-        out[f"tput_{n}"] = throughput(target.call, n, args.seconds)
-        if isinstance(target, Zskill) and n > 1:
-            out[f"shared_{n}"] = throughput(target.call_shared, n, args.seconds)
-    return out
+        steps.append(tput(n, False))
+        if n > 1:
+            steps.append(tput(n, True))  # the baseline's side: its usual callers
+    return steps
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="per throughput run")
+    ap.add_argument("--seconds", type=float, default=2.0, help="per throughput run")
     ap.add_argument("--latency-calls", type=int, default=3000)
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of each")
+    ap.add_argument("--rounds", type=int, default=5, help="pairs of runs per metric")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--role", choices=["broker", "worker"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
@@ -221,19 +248,29 @@ def main() -> int:
         run_worker(args.dir)
         return 0
 
+    # Both systems run side by side (the idle one costs next to nothing), and
+    # every run of one is paired with a run of the other right before or
+    # after it, the order alternating: a shared machine's load drifts over
+    # seconds to minutes, and a pair sees the same drift. Each metric's ratio
+    # is the median of its pairs' ratios.
     results: dict[str, list[dict[str, float]]] = {"baseline": [], "zskill": []}
-    # Alternate the two so that noise on a shared machine hits both alike.
-    for _ in range(args.rounds):
-        for key, cls in (("baseline", Baseline), ("zskill", Zskill)):
-            target = cls()
-            try:
-                results[key].append(measure(target, args))
-            finally:
-                target.close()
+    ratios: dict[str, list[float]] = {}
+    base, zs = Baseline(), Zskill()
+    try:
+        for step in measurements(args):
+            for r in range(args.rounds):
+                order = [("baseline", base), ("zskill", zs)]
+                got = {key: step(t) for key, t in (order if r % 2 == 0 else order[::-1])}
+                results["baseline"].append(got["baseline"])
+                results["zskill"].append(got["zskill"])
+                for metric, z in got["zskill"].items():
+                    ratios.setdefault(metric, []).append(z / got["baseline"][metric])
+    finally:
+        zs.close()
+        base.close()
 
-    def best(key: str, metric: str) -> float:
-        values = [r[metric] for r in results[key]]
-        return min(values) if "_us" in metric else max(values)
+    def median(key: str, metric: str) -> float:
+        return statistics.median(r[metric] for r in results[key] if metric in r)
 
     rows = []
     checks = []
@@ -243,9 +280,9 @@ def main() -> int:
         *((f"tput_{n}", f"calls/s, {n} caller{'s' * (n > 1)}", 0.7) for n in CALLERS),
         *((f"shared_{n}", f"  {n}, one shared Client", None) for n in CALLERS if n > 1),
     ):
-        b = best("baseline", metric.replace("shared", "tput"))
-        z = best("zskill", metric)
-        ratio = z / b
+        b = median("baseline", metric)
+        z = median("zskill", metric)
+        ratio = statistics.median(ratios[metric])
         if target_ratio is None:
             verdict = ""
         elif metric.startswith("p"):
@@ -267,7 +304,10 @@ def main() -> int:
         print(f"{'metric':<24}{'baseline':>12}{'zskill':>12}{'ratio':>8}  {'target':<9}")
         for label, b, z, ratio, goal, verdict in rows:
             print(f"{label:<24}{b:>12.0f}{z:>12.0f}{ratio:>7.2f}x  {goal:<9}{verdict}")
-        print(f"({os.cpu_count()} cores; best of {args.rounds} alternating rounds)")
+        print(
+            f"({os.cpu_count()} cores; medians of {args.rounds} back-to-back pairs per metric;"
+            " ratio: the median pair's)"
+        )
     return 0 if all(checks) else 1
 
 
