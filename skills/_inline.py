@@ -61,7 +61,6 @@ class InlineGuard:
         self._lock = threading.Lock()
         self._seq = 0  # inline runs begun
         self._current = 0  # the run in progress on the loop's thread, 0: none
-        self._deposed = 0  # the run whose thread lost the loop
         self._tool = ""  # the current run's tool, for the log
         self._standby: threading.Thread | None = None
         self._parked = False
@@ -86,7 +85,9 @@ class InlineGuard:
         """The handler of run ``seq`` returned. True: the loop was taken over
         meanwhile, and this thread must leave it (raise Deposed)."""
         with self._lock:
-            if self._deposed == seq:
+            if self._current != seq:
+                # Deposed: _depose cleared it, and a run begun since by the
+                # thread that took over (itself deposed, maybe) holds it now.
                 return True
             self._current = 0
             return False
@@ -128,7 +129,6 @@ class InlineGuard:
             if self._current != seq:
                 return False  # it ended just now
             self._current = 0
-            self._deposed = seq
             self._standby = None  # the next begin() starts a new standby
             self.takeovers += 1
             return True

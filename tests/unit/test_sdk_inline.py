@@ -172,3 +172,22 @@ def test_a_deposed_run_leaves_the_loop_and_its_tool_waits_longer(mailbox: Mailbo
     finally:
         release.set()
         guard.close()
+
+
+def test_a_run_deposed_before_another_is_still_deposed_when_it_ends() -> None:
+    took_over = threading.Event()
+    guard = InlineGuard(took_over.set, tick_s=0.002)
+    try:
+        first = guard.begin("a")
+        assert took_over.wait(TIMEOUT_S)
+        took_over.clear()
+        # The thread that took over runs a handler inline, and blocks too.
+        second = guard.begin("b")
+        assert took_over.wait(TIMEOUT_S)
+        # The first handler returns only now: its thread must still leave.
+        assert guard.end(first) is True
+        assert guard.end(second) is True
+        third = guard.begin("c")  # the latest holder of the loop
+        assert guard.end(third) is False
+    finally:
+        guard.close()
