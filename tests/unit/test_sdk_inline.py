@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 from helpers import wait_for
-from test_sdk_runner import collect_results
+from test_sdk_runner import call, collect_results
 
 import ipc
-from ipc import Call, Result
+from ipc import Result
 from skills._calls import CallRunner
 from skills._executors import ThreadWorkers
 from skills._inline import FAST_S, INLINE_AFTER, TAKEOVER_PENALTY, Deposed, InlineGuard
@@ -21,17 +19,6 @@ from skills._mailbox import Mailbox
 from skills._tool import Tool
 
 TIMEOUT_S = 10.0
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    yield box
-    box.close()
-
-
-def call(call_id: int, tool: str, **arguments: object) -> Call:
-    return Call(call_id, tool, 10.0, ipc.encode_payload(arguments))
 
 
 def test_a_sync_tool_moves_to_the_io_thread_once_fast_and_back_when_slow(

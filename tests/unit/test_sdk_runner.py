@@ -24,13 +24,6 @@ TIMEOUT_S = 10.0
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    yield box
-    box.close()
-
-
-@pytest.fixture
 def loop() -> Iterator[AsyncWorker]:
     worker = AsyncWorker("test-async")
     yield worker
