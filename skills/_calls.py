@@ -100,7 +100,7 @@ class CallRunner:
                 ).to_wire(),
             )
         if self._running < self._limit:
-            if tool.inline or tool.fast_runs >= tool.inline_after:
+            if tool.runs_inline():
                 self._running += 1
                 self._run_inline(tool, call.call_id, call.payload)
             else:
@@ -133,7 +133,7 @@ class CallRunner:
             if tool.is_async:
                 assert self._loop is not None
                 self._loop.submit(self._run_async(tool, call_id, payload))
-            elif tool.inline or tool.fast_runs >= tool.inline_after:
+            elif tool.runs_inline():
                 self._run_inline(tool, call_id, payload)
             else:
                 assert self._threads is not None

@@ -108,7 +108,7 @@ class Runtime:
         self._sock: zmq.Socket[bytes] | None = None
         self._poller = zmq.Poller()
         # The loop's state, on the object so that a thread taking it over
-        # carries on from it (set in _serve_from_welcome).
+        # carries on from it (set in _start_serving).
         self._heartbeat_s = 1.0
         self._liveness_s = 5.0
         self._last_heard = 0.0

@@ -101,6 +101,10 @@ class Tool:
         schema["title"] = self.name
         self.input_schema: dict[str, Any] = schema
 
+    def runs_inline(self) -> bool:
+        """Its calls run on the I/O loop's thread (see skills._inline)."""
+        return self.inline or (self.fast_runs >= self.inline_after and not self.is_async)
+
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.input_schema, self.idempotent)
 
