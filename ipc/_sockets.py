@@ -114,13 +114,14 @@ def send_frames(sock: zmq.Socket[bytes], frames: Sequence[bytes]) -> None:
         _send(sock, frame, _MORE if i < last else _LAST)
 
 
-def recv_frames(sock: zmq.Socket[bytes]) -> list[bytes]:
-    """Receive a multipart message without blocking; zmq.Again if none waits.
+def recv_frames(sock: zmq.Socket[bytes], *, wait: bool = False) -> list[bytes]:
+    """Receive a multipart message; zmq.Again if none waits (``wait``: none
+    came within the socket's RCVTIMEO).
 
     Each part is taken as a zmq.Frame, whose ``more`` is a plain C read:
     asking the socket (ZMQ_RCVMORE) would build a SocketOption enum, in
     Python, once per part."""
-    frame = _recv(sock, _LAST, False)
+    frame = _recv(sock, 0 if wait else _LAST, False)
     frames: list[bytes] = [frame.bytes]
     while frame.more:
         frame = _recv(sock, _LAST, False)

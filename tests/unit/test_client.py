@@ -105,6 +105,19 @@ def test_threads_pipeline_on_one_connection(client: Client, daemon: FakeDaemon) 
     assert len(daemon.peers) == 1
 
 
+def test_a_call_is_not_held_behind_a_long_one(client: Client) -> None:
+    # The first caller reads alone, first in a blocking receive (see
+    # orchestrator._client_conn): the second's request still goes out at once.
+    slow = threading.Thread(target=client.call, args=("echo", "sleep", {"delay_s": 2.0}))
+    slow.start()
+    wait_for(lambda: bool(client._conn._waiters))
+    started = time.monotonic()
+    assert client.call("echo", "echo", {"quick": True}) == {"quick": True}
+    assert time.monotonic() - started < 1.0
+    assert slow.is_alive()
+    slow.join(10)
+
+
 def test_out_of_order_replies_reach_their_callers(client: Client) -> None:
     # Caller 0 waits longest, so replies come back in the reverse order.
     got: dict[int, Any] = {}
