@@ -16,13 +16,18 @@ take turns owning the socket instead:
                               until our reply arrives or we are promoted
 
 A lone caller sends and receives on its own thread: no hand-off at all.
-And for its first FIRST_WAIT_MS it waits in a blocking receive rather than in
-zmq_poll: one GIL release and a few system calls fewer per call, which is most
-of a caller's cost when many threads of one process call at once. Nobody can
-wake a blocking receive, so a thread that comes along meanwhile on the same
-Client has its request sent when the reply arrives or the window ends, a
-bounded delay; after the window the reader polls the socket and the wake-up
-fd as usual, so a long call costs no extra wake-ups.
+On a connection that has only ever had one caller at a time, the caller also
+waits its first FIRST_WAIT_MS in a blocking receive rather than in zmq_poll:
+a few system calls and one GIL release fewer per call, about a third of a
+caller's CPU, which counts when many threads of one process each call on
+their own Client. Nobody can wake a blocking receive, so the first thread to
+come along while another waits there has its request sent when that reply
+arrives or the window ends, a bounded delay, once: from then on the
+connection is shared, and every reader polls the socket and the wake-up fd.
+After the window a lone reader polls too, so a long call costs no extra
+wake-ups. (A shorter window would cost more than it saves: a timeout of a
+few milliseconds arms a CPU timer of its own, a virtual machine's dearest
+system call.)
 
 The invariant that keeps anyone from waiting while nobody reads, all of it
 guarded by ``_mu``:
@@ -73,8 +78,9 @@ _PollItems = list[tuple[Any, int]]  # as zmq.zmq_poll takes them
 # Plain ints: pyzmq combines flags per frame, and IntFlag arithmetic costs a
 # microsecond per call on the fast path.
 _POLLIN = int(zmq.POLLIN)
-FIRST_WAIT_MS = 2
-"""How long a lone reader waits in a blocking receive before it polls."""
+FIRST_WAIT_MS = 20
+"""How long a lone reader of an unshared connection waits in a blocking
+receive before it polls."""
 
 
 class _Waiter:
@@ -143,6 +149,7 @@ class Connection:
         self._waiters: dict[int, _Waiter] = {}
         self._outbox: deque[tuple[_Waiter, Frames]] = deque()
         self._reading = False
+        self._shared = False  # a caller has come along while another waited
         self.closed = False
         self._verified = False  # daemon seen alive since the last failure
         self._sock: zmq.Socket[bytes] = ctx.socket(zmq.DEALER)
@@ -178,6 +185,7 @@ class Connection:
                 raise ZskillError("client is closed")
             self._waiters[req_id] = w
             if self._reading:
+                self._shared = True
                 self._outbox.append((w, frames))
                 self._wakeup.set()  # under _mu: the fd is closed under _mu
             else:
@@ -185,6 +193,10 @@ class Connection:
         try:
             if w.leading:
                 self._send(frames)
+                if not self._shared and (wait_s is None or wait_s * 1000 > FIRST_WAIT_MS):
+                    self._first_wait(w)
+                    if w.reply is not None:
+                        return w.reply
             return self._await(w, deadline, what, on_progress)
         finally:
             self._leave(w)
@@ -312,7 +324,6 @@ class Connection:
         ``until`` passes."""
         items = self._poll_items
         sock = self._sock
-        first = True
         while True:
             if self._outbox:
                 self._flush()
@@ -321,16 +332,6 @@ class Connection:
             timeout_ms = math.ceil((until - time.monotonic()) * 1000)
             if timeout_ms <= 0:
                 return
-            if first and timeout_ms > FIRST_WAIT_MS and len(self._waiters) == 1:
-                first = False  # alone (a racy read: a hint), see the module doc
-                try:
-                    frames = recv_frames(sock, wait=True)
-                except zmq.Again:
-                    continue  # the window passed: poll from now on
-                except zmq.ZMQError as exc:
-                    raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from None
-                self._dispatch(frames, me)
-                continue
             for ready, _ in zmq.zmq_poll(items, timeout_ms):
                 if ready is not sock:
                     self._wakeup.clear()  # then the loop drains the outbox
@@ -345,6 +346,17 @@ class Connection:
                     self._dispatch(frames, me)
                     if me.reply is not None and not self._waiters:
                         break  # the lone caller's fast path: skip one more empty recv
+
+    def _first_wait(self, me: _Waiter) -> None:
+        """The first FIRST_WAIT_MS of a lone reader on an unshared connection,
+        in a blocking receive (see the module doc)."""
+        try:
+            frames = recv_frames(self._sock, wait=True)
+        except zmq.Again:
+            return  # the window passed: poll from now on
+        except zmq.ZMQError as exc:
+            raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from None
+        self._dispatch(frames, me)
 
     def _dispatch(self, frames: Frames, me: _Waiter) -> None:
         try:
