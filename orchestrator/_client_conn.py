@@ -16,24 +16,27 @@ take turns owning the socket instead:
                               until our reply arrives or we are promoted
 
 A lone caller sends and receives on its own thread: no hand-off at all.
-On a connection that has only ever had one caller at a time, the caller also
-waits its first FIRST_WAIT_MS in a blocking receive rather than in zmq_poll:
-a few system calls and one GIL release fewer per call, about a third of a
-caller's CPU, which counts when many threads of one process each call on
-their own Client. Nobody can wake a blocking receive, so the first thread to
-come along while another waits there has its request sent when that reply
-arrives or the window ends, a bounded delay, once: from then on the
-connection is shared, and every reader polls the socket and the wake-up fd.
-After the window a lone reader polls too, so a long call costs no extra
-wake-ups. (A shorter window would cost more than it saves: a timeout of a
-few milliseconds arms a CPU timer of its own, a virtual machine's dearest
+On a connection that has never had two callers at once, a caller who finds
+nobody else there (``_solo``) takes the role without registering a waiter,
+sends, and waits its first FIRST_WAIT_MS in a blocking receive rather than
+in zmq_poll: a few system calls, one GIL release and the waiter's
+bookkeeping fewer per call -- a third of a caller's CPU, which counts when
+many threads of one process each call on their own Client. If anything but
+its reply comes first (or nothing, in the window), it registers and carries
+on as any waiter. Nobody can wake a blocking receive, so the first thread
+to come along meanwhile has its request sent when that reply arrives or
+the window ends, a bounded delay, once: from then on the connection is
+shared (``_shared``), and readers poll the socket and the wake-up fd. (A
+shorter window would cost more than it saves: a timeout of a few
+milliseconds arms a CPU timer of its own, a virtual machine's dearest
 system call.)
 
 The invariant that keeps anyone from waiting while nobody reads, all of it
 guarded by ``_mu``:
 
     ``_reading`` is True exactly while one waiter holds the reader role
-    (``leading``), including a promotion on its way to an idle waiter.
+    (``leading``, or a solo caller, unregistered), including a promotion
+    on its way to an idle waiter.
     A waiter blocks (``idle``) only after checking, in the same critical
     section, that ``_reading`` is True; if it is not, it takes the role.
     The reader passes the role on (``_pass_role``) only to an idle waiter --
@@ -78,6 +81,7 @@ _PollItems = list[tuple[Any, int]]  # as zmq.zmq_poll takes them
 # Plain ints: pyzmq combines flags per frame, and IntFlag arithmetic costs a
 # microsecond per call on the fast path.
 _POLLIN = int(zmq.POLLIN)
+_FINAL = (ipc.CallReply, ipc.Reply)  # the replies that end a request
 FIRST_WAIT_MS = 20
 """How long a lone reader of an unshared connection waits in a blocking
 receive before it polls."""
@@ -179,6 +183,13 @@ class Connection:
                 raise self._target.not_running()
             self._verified = True
         deadline = None if wait_s is None else time.monotonic() + wait_s
+        if not self._shared and (wait_s is None or wait_s * 1000 > FIRST_WAIT_MS):
+            with self._mu:
+                alone = not (self._reading or self._waiters or self.closed)
+                if alone:
+                    self._reading = True
+            if alone:
+                return self._solo(req_id, frames, deadline, what, on_progress)
         w = _Waiter(req_id)
         with self._mu:
             if self.closed:
@@ -193,10 +204,50 @@ class Connection:
         try:
             if w.leading:
                 self._send(frames)
-                if not self._shared and (wait_s is None or wait_s * 1000 > FIRST_WAIT_MS):
-                    self._first_wait(w)
-                    if w.reply is not None:
-                        return w.reply
+            return self._await(w, deadline, what, on_progress)
+        finally:
+            self._leave(w)
+
+    def _solo(
+        self,
+        req_id: int,
+        frames: Frames,
+        deadline: float | None,
+        what: str,
+        on_progress: ProgressCallback | None,
+    ) -> Message:
+        """The reader, alone on a connection never shared: send, then wait the
+        first FIRST_WAIT_MS in a blocking receive (see the module doc). Anything
+        but the final reply in that window makes this a waiter like any other."""
+        msg: Message | None = None
+        try:
+            self._send(frames)
+            try:
+                got = recv_frames(self._sock, wait=True)
+            except zmq.Again:
+                pass  # the window passed: poll from now on
+            except zmq.ZMQError as exc:
+                raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from None
+            else:
+                msg = self._decode(got)
+        except BaseException:
+            with self._mu:
+                self._pass_role()
+            raise
+        if type(msg) in _FINAL and msg.req_id == req_id:  # type: ignore[union-attr]
+            with self._mu:
+                self._pass_role()
+            assert msg is not None
+            return msg
+        w = _Waiter(req_id)
+        w.leading = True
+        with self._mu:
+            self._waiters[req_id] = w
+            if self.closed:  # close() came while this thread read unregistered
+                w.error = ZskillError("client is closed")
+        try:
+            if msg is not None:
+                self._route(msg, w)
             return self._await(w, deadline, what, on_progress)
         finally:
             self._leave(w)
@@ -347,23 +398,21 @@ class Connection:
                     if me.reply is not None and not self._waiters:
                         break  # the lone caller's fast path: skip one more empty recv
 
-    def _first_wait(self, me: _Waiter) -> None:
-        """The first FIRST_WAIT_MS of a lone reader on an unshared connection,
-        in a blocking receive (see the module doc)."""
-        try:
-            frames = recv_frames(self._sock, wait=True)
-        except zmq.Again:
-            return  # the window passed: poll from now on
-        except zmq.ZMQError as exc:
-            raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from None
-        self._dispatch(frames, me)
-
     def _dispatch(self, frames: Frames, me: _Waiter) -> None:
+        msg = self._decode(frames)
+        if msg is not None:
+            self._route(msg, me)
+
+    @staticmethod
+    def _decode(frames: Frames) -> Message | None:
         try:
-            msg = ipc.decode(frames)
+            return ipc.decode(frames)
         except ZskillError as exc:
             _log.debug("ignoring an unreadable frame from the daemon: %s", exc)
-            return
+            return None
+
+    def _route(self, msg: Message, me: _Waiter) -> None:
+        """Give ``msg`` to the waiter it answers (``me``: the reader's own)."""
         req_id = common.reply_id(msg)
         if req_id is None:
             _log.debug("ignoring a %s on the control socket", type(msg).__name__)

@@ -309,6 +309,27 @@ def test_closing_fails_waiting_calls_and_later_ones(client: Client) -> None:
     client.close()  # twice is fine
 
 
+def test_closing_during_a_lone_callers_first_wait(client: Client) -> None:
+    # The lone caller of a connection never shared waits unregistered in a
+    # blocking receive at first (see orchestrator._client_conn); close() then
+    # cannot wake it, but it fails as soon as that first wait ends.
+    failure: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            client.request("never")
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    wait_for(lambda: client._conn._reading)
+    client.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert [str(e) for e in failure] == ["client is closed"]
+
+
 def test_closing_under_load_leaves_nobody_waiting(daemon: FakeDaemon) -> None:
     client = Client(daemon.run_dir, timeout=5.0)
     answered = [0] * 8
