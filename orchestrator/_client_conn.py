@@ -234,10 +234,9 @@ class Connection:
             with self._mu:
                 self._pass_role()
             raise
-        if type(msg) in _FINAL and msg.req_id == req_id:  # type: ignore[union-attr]
+        if isinstance(msg, _FINAL) and msg.req_id == req_id:
             with self._mu:
                 self._pass_role()
-            assert msg is not None
             return msg
         w = _Waiter(req_id)
         w.leading = True

@@ -286,7 +286,11 @@ def test_a_daemon_that_dies_mid_wait_is_noticed(client: Client, daemon: FakeDaem
     stopper.join(5)
 
 
-def test_closing_fails_waiting_calls_and_later_ones(client: Client) -> None:
+@pytest.mark.parametrize("when", ["registered", "in its first wait"])
+def test_closing_fails_waiting_calls_and_later_ones(client: Client, when: str) -> None:
+    # A lone caller first waits unregistered, in a blocking receive that
+    # close() cannot wake (see orchestrator._client_conn); it fails as soon
+    # as that wait ends. Later, it waits as a registered waiter.
     failure: list[BaseException] = []
 
     def waiter() -> None:
@@ -297,7 +301,8 @@ def test_closing_fails_waiting_calls_and_later_ones(client: Client) -> None:
 
     thread = threading.Thread(target=waiter)
     thread.start()
-    wait_for(lambda: bool(client._conn._waiters))
+    conn = client._conn
+    wait_for(lambda: bool(conn._waiters) if when == "registered" else conn._reading)
     client.close()
     thread.join(5)
     assert not thread.is_alive()
@@ -307,27 +312,6 @@ def test_closing_fails_waiting_calls_and_later_ones(client: Client) -> None:
     with pytest.raises(ZskillError, match="client is closed"):
         client.subscribe()
     client.close()  # twice is fine
-
-
-def test_closing_during_a_lone_callers_first_wait(client: Client) -> None:
-    # The lone caller of a connection never shared waits unregistered in a
-    # blocking receive at first (see orchestrator._client_conn); close() then
-    # cannot wake it, but it fails as soon as that first wait ends.
-    failure: list[BaseException] = []
-
-    def waiter() -> None:
-        try:
-            client.request("never")
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    wait_for(lambda: client._conn._reading)
-    client.close()
-    thread.join(5)
-    assert not thread.is_alive()
-    assert [str(e) for e in failure] == ["client is closed"]
 
 
 def test_closing_under_load_leaves_nobody_waiting(daemon: FakeDaemon) -> None:
