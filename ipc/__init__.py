@@ -63,7 +63,6 @@ from ._sockets import (
     more_waiting,
     recv_frames,
     send_frames,
-    socket_dir,
 )
 
 __all__ = [
@@ -127,5 +126,4 @@ __all__ = [
     "more_waiting",
     "recv_frames",
     "send_frames",
-    "socket_dir",
 ]

@@ -1,21 +1,17 @@
-"""Where the daemon's sockets live, and the options every zskill socket gets.
+"""The endpoints of a daemon and the options every zskill socket gets.
 
-A run dir holds three ipc:// sockets:
+A daemon serves three ipc:// (or tcp://) endpoints:
 
-    control.sock   ROUTER   clients: calls and control operations
-    workers.sock   ROUTER   skill processes
-    events.sock    PUB      lifecycle and deployment events
+    control   ROUTER   clients: calls and control operations
+    workers   ROUTER   skill processes
+    events    PUB      lifecycle and deployment events
 
-ipc:// paths are limited to about 107 bytes (sun_path). When a run dir's
-socket paths would be longer, the sockets go to a short directory under
-``/tmp`` whose name is a hash of the run dir, so daemon and clients compute
-the same place from the same run dir.
+Where they live in a run dir is the orchestrator's business
+(``orchestrator._rundir.RunDir``); this module only names them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +26,6 @@ PROTOCOL_VERSION = 2
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Default limit on one message (header and payload together)."""
 
-_SUN_PATH_MAX = 107
-_LONGEST_NAME = "workers.sock"
 
 ENV_ENDPOINT = "ZSKILL_ENDPOINT"
 ENV_INSTANCE = "ZSKILL_INSTANCE"
@@ -42,29 +36,11 @@ ENV_MAX_MESSAGE_BYTES = "ZSKILL_MAX_MESSAGE_BYTES"
 """Environment a spawned skill process receives (the secret never on argv)."""
 
 
-def socket_dir(run_dir: Path) -> Path:
-    """The directory holding the sockets of ``run_dir``."""
-    run_dir = Path(os.path.abspath(run_dir))
-    if len(str(run_dir / _LONGEST_NAME)) <= _SUN_PATH_MAX:
-        return run_dir
-    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
-    return Path("/tmp") / f"zskill-{os.getuid()}" / digest
-
-
 @dataclass(frozen=True, slots=True)
 class Endpoints:
     control: str
     workers: str
     events: str
-
-    @classmethod
-    def for_run_dir(cls, run_dir: Path) -> Endpoints:
-        d = socket_dir(run_dir)
-        return cls(
-            control=f"ipc://{d / 'control.sock'}",
-            workers=f"ipc://{d / 'workers.sock'}",
-            events=f"ipc://{d / 'events.sock'}",
-        )
 
     def paths(self) -> list[Path]:
         """Socket files behind the ipc:// endpoints."""

@@ -34,8 +34,8 @@ from ipc import (
     ZskillError,
 )
 
-from ._async_client import AsyncClient
-from ._client import CallResult, Client, EventStream
+from ._client.aio import AsyncClient
+from ._client.sync import CallResult, Client, EventStream
 from ._config import Config, SkillConfig
 from ._config import load as load_config
 

@@ -34,6 +34,7 @@ import zmq
 from _harness import LocalDaemon, release, skill_table
 
 import ipc
+from orchestrator._rundir import RunDir
 
 
 class Caller(threading.Thread):
@@ -162,7 +163,7 @@ def main() -> int:
     with LocalDaemon(config, prefix="zk") as d:
         client, root = d.client, d.root
         proc = psutil.Process(client.ping()["pid"])
-        endpoint = ipc.Endpoints.for_run_dir(root / ".zskill").control
+        endpoint = RunDir(root / ".zskill").endpoints.control
         per = args.calls // args.callers
         callers = [
             Caller(i, endpoint, per, args.window, args.timeout_s) for i in range(args.callers)

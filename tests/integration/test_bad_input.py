@@ -17,8 +17,8 @@ import pytest
 import zmq
 from helpers import Daemon, example, running_daemon, short_dir, write_config
 
-from ipc import Endpoints
 from orchestrator import MessageTooLarge
+from orchestrator._rundir import RunDir
 
 LIMIT = 256 * 1024
 
@@ -83,7 +83,7 @@ def test_oversized_messages(zs: Daemon) -> None:
     ctx = zmq.Context.instance()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
-    s.connect(Endpoints.for_run_dir(zs.run_dir).control)
+    s.connect(RunDir(zs.run_dir).endpoints.control)
     header = msgpack.packb([21, 7, "echo", "say", 5.0])
     s.send_multipart([header, msgpack.packb({"text": "y" * (LIMIT + 10)})])
     assert s.poll(5000)
@@ -110,7 +110,7 @@ def garbage(rng: random.Random) -> list[bytes]:
 
 def test_garbage_on_every_socket_while_real_calls_run(zs: Daemon) -> None:
     c = zs.client()
-    ep = Endpoints.for_run_dir(zs.run_dir)
+    ep = RunDir(zs.run_dir).endpoints
     ctx = zmq.Context.instance()
     stop = threading.Event()
     sent = {"n": 0}

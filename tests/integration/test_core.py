@@ -13,7 +13,6 @@ import psutil
 import pytest
 from helpers import Daemon, example, running_daemon, wait_for
 
-from ipc import Endpoints
 from orchestrator import (
     CallTimeout,
     InvalidArguments,
@@ -22,6 +21,7 @@ from orchestrator import (
     SkillNotFound,
     ToolNotFound,
 )
+from orchestrator._rundir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +157,6 @@ def test_down_leaves_no_process_and_no_socket() -> None:
             assert (
                 not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
             )
-        for p in Endpoints.for_run_dir(d.run_dir).paths():
+        for p in RunDir(d.run_dir).endpoints.paths():
             assert not p.exists(), p
         assert not (d.run_dir / "zskilld.pid").exists()

@@ -18,7 +18,8 @@ import pytest
 import zmq
 from helpers import example, running_daemon
 
-from ipc import PROTOCOL_VERSION, Endpoints
+from ipc import PROTOCOL_VERSION
+from orchestrator._rundir import RunDir
 
 LIMIT = 64 * 1024
 SEED = 20261126
@@ -69,7 +70,7 @@ def test_hostile_frames_on_every_socket() -> None:
         st = d.wait_running("echo", "slow")
         c = d.client()
         daemon = psutil.Process(c.ping()["pid"])
-        ep = Endpoints.for_run_dir(d.run_dir)
+        ep = RunDir(d.run_dir).endpoints
         real_ids = [s["instances"][0]["instance"] for s in st.values()]
         ctx = zmq.Context.instance()
 

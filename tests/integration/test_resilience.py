@@ -17,8 +17,9 @@ import pytest
 import zmq
 from helpers import Daemon, InBackground, example, running_daemon, short_dir, variant, wait_for
 
-from ipc import PROTOCOL_VERSION, Endpoints
+from ipc import PROTOCOL_VERSION
 from orchestrator import DaemonUnavailable, OutcomeUnknown, SkillUnavailable
+from orchestrator._rundir import RunDir
 
 FAST_LIVENESS = {"heartbeat_s": 0.2, "liveness_s": 1.0}
 
@@ -218,7 +219,7 @@ def test_foreign_process_cannot_register_or_take_calls() -> None:
     with running_daemon({"echo": example("echo")}) as d:
         st = d.wait_running("echo")["echo"]
         real_id = st["instances"][0]["instance"]
-        ep = Endpoints.for_run_dir(d.run_dir)
+        ep = RunDir(d.run_dir).endpoints
         ctx = zmq.Context.instance()
         replies = []
         for ident in ("intruder-1", real_id + "x"):

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-import orchestrator._cli_daemon as cli_daemon
+import orchestrator.cli.daemon as cli_daemon
 from ipc import Event, RemoteError, SkillNotFound, UpgradeFailed
-from orchestrator import _cli_logs
-from orchestrator._cli_errors import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
-from orchestrator._client_common import CallResult
+from orchestrator._client.common import CallResult
 from orchestrator._config import load
-from orchestrator.cli import app
+from orchestrator.cli import logs as _cli_logs
+from orchestrator.cli.app import app
+from orchestrator.cli.errors import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_OK, EXIT_USAGE
 
 CONFIG = """
 [daemon]
@@ -160,13 +160,13 @@ def test_the_cli_imports_light() -> None:
     """rich, the renderers and the daemon are imported by the commands that
     use them, not by ``zskill --help``."""
     code = (
-        "import sys, orchestrator.cli as cli\n"
+        "import sys, orchestrator.cli.app as cli\n"
         "try:\n"
         "    cli.app(['--help'], prog_name='zskill')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = ('rich', 'orchestrator._cli_render', 'orchestrator._daemon',\n"
-        "         'orchestrator._cli_logs')\n"
+        "heavy = ('rich', 'orchestrator.cli.render', 'orchestrator._daemon.loop',\n"
+        "         'orchestrator.cli.logs')\n"
         "print([m for m in heavy if m in sys.modules], file=sys.stderr)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orchestrator import _cli_format as fmt
+from orchestrator.cli import format as fmt
 
 
 @pytest.fixture(autouse=True)

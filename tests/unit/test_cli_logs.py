@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import _cli_logs as cl
-from orchestrator._logs import LogFile, StreamCapture
+from orchestrator._daemon.logfiles import LogFile, StreamCapture
+from orchestrator.cli import logs as cl
 
 
 @pytest.fixture(autouse=True)

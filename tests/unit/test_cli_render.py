@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from orchestrator._cli_render import (
+from orchestrator.cli.render import (
     ProgressPrinter,
     list_notes,
     list_table,

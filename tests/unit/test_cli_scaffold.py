@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator import _config
-from orchestrator._cli_errors import EXIT_USAGE, UsageError
-from orchestrator._scaffold import SKILL_NAME, scaffold
-from orchestrator.cli import app
+from orchestrator.cli.app import app
+from orchestrator.cli.errors import EXIT_USAGE, UsageError
+from orchestrator.cli.scaffold import SKILL_NAME, scaffold
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from ipc import (
     Request,
     ZskillError,
 )
-from orchestrator._client import CallResult, Client
+from orchestrator._client.sync import CallResult, Client
 from orchestrator._config import load
 
 
@@ -107,7 +107,7 @@ def test_threads_pipeline_on_one_connection(client: Client, daemon: FakeDaemon) 
 
 def test_a_call_is_not_held_behind_a_long_one(client: Client) -> None:
     # The first caller reads alone, first in a blocking receive (see
-    # orchestrator._client_conn): the second's request still goes out at once.
+    # orchestrator._client.connection): the second's request still goes out at once.
     slow = threading.Thread(target=client.call, args=("echo", "sleep", {"delay_s": 2.0}))
     slow.start()
     wait_for(lambda: bool(client._conn._waiters))
@@ -289,7 +289,7 @@ def test_a_daemon_that_dies_mid_wait_is_noticed(client: Client, daemon: FakeDaem
 @pytest.mark.parametrize("when", ["registered", "in its first wait"])
 def test_closing_fails_waiting_calls_and_later_ones(client: Client, when: str) -> None:
     # A lone caller first waits unregistered, in a blocking receive that
-    # close() cannot wake (see orchestrator._client_conn); it fails as soon
+    # close() cannot wake (see orchestrator._client.connection); it fails as soon
     # as that wait ends. Later, it waits as a registered waiter.
     failure: list[BaseException] = []
 

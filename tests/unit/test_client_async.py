@@ -24,7 +24,7 @@ from ipc import (
     UpgradeFailed,
     ZskillError,
 )
-from orchestrator._async_client import AsyncClient
+from orchestrator._client.aio import AsyncClient
 
 T = TypeVar("T")
 

@@ -36,6 +36,7 @@ import zmq
 
 import ipc
 from ipc import CallReply, CallRequest, Message, Progress, Reply, Request, WireError
+from orchestrator._rundir import RunDir
 
 
 def short_run_dir() -> Path:
@@ -50,7 +51,7 @@ def wire_error(args: dict[str, Any]) -> WireError:
 class FakeDaemon:
     def __init__(self, run_dir: Path | None = None, *, version: str = "1.0.0") -> None:
         self.run_dir = run_dir or short_run_dir()
-        self.endpoints = ipc.Endpoints.for_run_dir(self.run_dir)
+        self.endpoints = RunDir(self.run_dir).endpoints
         self.version = version
         self.received: list[Message] = []
         self.peers: set[bytes] = set()

@@ -17,10 +17,10 @@ import pytest
 from rich.console import Console
 
 from ipc import DaemonUnavailable, Event
-from orchestrator._cli_logs import parse_record
-from orchestrator._dashboard import Feed, FeedState, LogTail, Model
-from orchestrator._dashboard_keys import Keyboard, parse_keys
-from orchestrator._dashboard_view import View, event_text, natural_width, render, sparkline
+from orchestrator.cli.dashboard.app import Feed, FeedState, LogTail, Model
+from orchestrator.cli.dashboard.keyboard import Keyboard, parse_keys
+from orchestrator.cli.dashboard.view import View, event_text, natural_width, render, sparkline
+from orchestrator.cli.logs import parse_record
 
 T0 = 1_000_000_000.0  # 2001-09-09 01:46:40 UTC
 

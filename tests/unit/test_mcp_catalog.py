@@ -14,7 +14,7 @@ from ipc import (
     RemoteError,
     SkillUnavailable,
 )
-from orchestrator._mcp_catalog import (
+from orchestrator._mcp.catalog import (
     CALL_TOOL,
     LIST_TOOLS,
     META_TOOLS,
@@ -23,7 +23,7 @@ from orchestrator._mcp_catalog import (
     object_schema,
     tool_name,
 )
-from orchestrator._mcp_results import describe, value_result
+from orchestrator._mcp.results import describe, value_result
 
 VALID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ipc import Event
-from orchestrator._metrics import (
+from orchestrator._daemon.metrics import (
     BUCKET_LABELS,
     Metrics,
     SkillSnapshot,
@@ -17,7 +17,7 @@ from orchestrator._metrics import (
     VersionSnapshot,
     cumulative_buckets,
 )
-from orchestrator._stats import BOUNDS, SkillStats
+from orchestrator._daemon.stats import BOUNDS, SkillStats
 
 
 def samples(snap: Snapshot) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -6,7 +6,7 @@ from collections import deque
 from typing import Any
 
 from orchestrator._config import SkillSettings
-from orchestrator._restart_policy import Errored, Restart, Stop, decide
+from orchestrator._daemon.restart_policy import Errored, Restart, Stop, decide
 
 
 def settings(**kw: Any) -> SkillSettings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator._rollout import (
+from orchestrator._daemon.rollout import (
     CheckHealth,
     Finish,
     KillNew,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ipc import ToolSpec, WireError
-from orchestrator._router import COMPACT_ABOVE, Instance, InstanceState, PendingCall, Router
+from orchestrator._daemon.router import COMPACT_ABOVE, Instance, InstanceState, PendingCall, Router
 
 
 class Recorder:

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 from helpers import wait_for
 
-from orchestrator._stats import WINDOW_S, SkillStats, children_map
+from orchestrator._daemon.stats import WINDOW_S, SkillStats, children_map
 
 
 def test_rate_percentiles_and_errors() -> None:
@@ -58,7 +58,7 @@ def test_sample_sums_the_whole_process_tree_from_one_scan() -> None:
 
 
 def test_event_history_file_stays_bounded(tmp_path: Path) -> None:
-    from orchestrator._events import EventLog
+    from orchestrator._daemon.events import EventLog
 
     path = tmp_path / "events.jsonl"
     log = EventLog(path, lambda ev: None, keep_in_memory=10)

@@ -18,7 +18,7 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_format import (
+from .format import (
     Row,
     human_bytes,
     human_duration,

@@ -29,7 +29,7 @@ from ipc import (
     ZskillError,
 )
 
-from ._cli_format import json_default
+from .._json import json_default
 
 __all__ = ["error_result", "failure", "value_result"]
 

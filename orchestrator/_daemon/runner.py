@@ -16,10 +16,9 @@ from typing import Any
 
 from ipc import UpgradeFailed, UpgradeInProgress
 
-from ._events import EventLog
-from ._procs import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
-from ._releases import Release
-from ._rollout import (
+from .events import EventLog
+from .releases import Release
+from .rollout import (
     Action,
     CheckHealth,
     Finish,
@@ -30,8 +29,9 @@ from ._rollout import (
     Step,
     Switch,
 )
-from ._router import InstanceState
-from ._supervisor import Supervisor
+from .router import InstanceState
+from .runtime import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
+from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.upgrade")
 

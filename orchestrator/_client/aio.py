@@ -26,9 +26,9 @@ import zmq.asyncio
 import ipc
 from ipc import DaemonUnavailable, Event, Message, ZskillError
 
-from . import _client_common as common
-from ._client_common import CALL_REPLY_MARGIN_S, LIVENESS_EVERY_S, CallResult, Target
-from ._config import Config, load
+from .._config import Config, load
+from . import common
+from .common import CALL_REPLY_MARGIN_S, LIVENESS_EVERY_S, CallResult, Target
 
 __all__ = ["AsyncClient", "AsyncEventStream"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ._config import SkillSettings
+from .._config import SkillSettings
 
 
 @dataclass(frozen=True, slots=True)

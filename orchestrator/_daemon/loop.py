@@ -37,7 +37,6 @@ from ipc import (
     CallRequest,
     DaemonRunning,
     Drained,
-    Endpoints,
     Event,
     HealthReply,
     Heartbeat,
@@ -60,24 +59,24 @@ from ipc import (
     more_waiting,
     recv_frames,
     send_frames,
-    socket_dir,
 )
 
-from . import _process as process
-from ._config import Config
-from ._control import ControlServer
-from ._events import EventLog
-from ._keys import keys_dir, serve_curve
-from ._lifecycle import Lifecycle
-from ._logs import LogFile
-from ._procs import SkillRuntime
-from ._releases import ReleaseStore
-from ._router import Instance, PendingCall, Router
-from ._stats import children_map
-from ._supervisor import Supervisor
+from .._config import Config
+from .._curve import serve_curve
+from .._rundir import RunDir
+from . import process
+from .control import ControlServer
+from .events import EventLog
+from .lifecycle import Lifecycle
+from .logfiles import LogFile
+from .releases import ReleaseStore
+from .router import Instance, PendingCall, Router
+from .runtime import SkillRuntime
+from .stats import children_map
+from .supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from ._metrics import Metrics
+    from .metrics import Metrics
 
 log = logging.getLogger("zskill.daemon")
 
@@ -92,7 +91,8 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.run_dir = config.run_dir
-        self.endpoints = Endpoints.for_run_dir(self.run_dir)
+        self.layout = RunDir(self.run_dir)
+        self.endpoints = self.layout.endpoints
         self.max_bytes = config.daemon.max_message_bytes
         self.clock = time.monotonic
         self._fd_handlers: dict[int, Callable[[], None]] = {}
@@ -115,8 +115,8 @@ class Daemon:
             self.poller.register(tcp, zmq.POLLIN)
             self._fd_handlers[tcp] = lambda: self._drain(tcp, self._on_tcp_control)  # type: ignore[index]
         self.router = Router(self._send_call, self._answer)
-        self.events = EventLog(self.run_dir / "events.jsonl", self._publish)
-        self.releases = ReleaseStore(self.run_dir / "releases", config.daemon.releases_kept)
+        self.events = EventLog(self.layout.events_file, self._publish)
+        self.releases = ReleaseStore(self.layout.releases, config.daemon.releases_kept)
         self.sup = Supervisor(
             config,
             self.router,
@@ -140,10 +140,9 @@ class Daemon:
             self.begin_shutdown,
             self.clock,
         )
-        logs = self.run_dir / "logs"
         d = config.daemon
         for name, sc in config.skills.items():
-            lf = LogFile(logs / f"{name}.log", max_bytes=d.log_max_bytes, keep=d.log_keep)
+            lf = LogFile(self.layout.skill_log(name), max_bytes=d.log_max_bytes, keep=d.log_keep)
             self.sup.skills[name] = SkillRuntime(config=sc, log=lf, source=sc.path)
             self.router.queue(name)
 
@@ -152,11 +151,11 @@ class Daemon:
     def _lock_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
-        sdir = socket_dir(self.run_dir)
+        sdir = self.layout.socket_dir
         if sdir != self.run_dir:
             sdir.mkdir(parents=True, exist_ok=True)
             os.chmod(sdir, 0o700)
-        path = self.run_dir / "zskilld.pid"
+        path = self.layout.pid_file
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -175,12 +174,11 @@ class Daemon:
             p.unlink(missing_ok=True)
 
     def _setup_logging(self) -> None:
-        logs = self.run_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
         root = logging.getLogger("zskill")
         root.setLevel(logging.INFO)
         handler = logging.handlers.RotatingFileHandler(
-            logs / "zskilld.log",
+            self.layout.daemon_log,
             maxBytes=self.config.daemon.log_max_bytes,
             backupCount=self.config.daemon.log_keep,
         )
@@ -210,7 +208,7 @@ class Daemon:
                 raise
             self._auth = ThreadAuthenticator(self.ctx)
             self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(keys_dir(self.run_dir) / "clients"))
+            self._auth.configure_curve(domain="*", location=str(self.layout.client_keys))
             configure(self.tcp, max_bytes=self.max_bytes)
             self.tcp.bind(tcp_endpoint)
         self.ctl = self.ctx.socket(zmq.ROUTER)
@@ -246,7 +244,7 @@ class Daemon:
         try:
             d = self.config.daemon
             if d.metrics_port is not None:
-                from ._metrics import Metrics  # prometheus-client only when asked for
+                from .metrics import Metrics  # prometheus-client only when asked for
 
                 self.metrics = Metrics(self.sup, d.metrics_host, d.metrics_port)
                 self.metrics.start()
@@ -538,7 +536,7 @@ class Daemon:
             self.metrics.close()
         if self._pid_fd is not None:
             with contextlib.suppress(OSError):
-                (self.run_dir / "zskilld.pid").unlink()
+                self.layout.pid_file.unlink()
             os.close(self._pid_fd)
         log.info("zskilld %d stopped", os.getpid())
         root = logging.getLogger("zskill")

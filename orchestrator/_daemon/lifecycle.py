@@ -15,14 +15,14 @@ from typing import Any
 
 from ipc import BadRequest
 
-from ._config import Config
-from ._events import EventLog
-from ._procs import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
-from ._releases import Release, ReleaseStore, tree_digest
-from ._restart_policy import Errored, Stop, decide
-from ._router import Router
-from ._supervisor import Supervisor
-from ._upgrade import UpgradeCoordinator
+from .._config import Config
+from .events import EventLog
+from .releases import Release, ReleaseStore, tree_digest
+from .restart_policy import Errored, Stop, decide
+from .router import Router
+from .runner import UpgradeCoordinator
+from .runtime import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
+from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.lifecycle")
 

@@ -29,9 +29,9 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
-from ._cli_format import Row, clock_ms, local_time, short_path
-from ._cli_logs import LogRecord, format_record
-from ._cli_render import STATE_STYLES, Column, list_columns
+from ..format import Row, clock_ms, local_time, short_path
+from ..logs import LogRecord, format_record
+from ..render import STATE_STYLES, Column, list_columns
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 10

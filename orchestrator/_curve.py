@@ -25,17 +25,15 @@ import zmq.auth
 
 from ipc import ConfigError
 
+from ._rundir import RunDir
+
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def keys_dir(run_dir: Path) -> Path:
-    return run_dir / "keys"
 
 
 def ensure_server_keys(run_dir: Path) -> tuple[Path, bool]:
     """The server's secret key file, created if missing; and whether it was."""
-    d = keys_dir(run_dir)
-    secret = d / "server.key_secret"
+    layout = RunDir(run_dir)
+    d, secret = layout.keys, layout.server_secret_key
     if secret.exists():
         return secret, False
     d.mkdir(parents=True, exist_ok=True)
@@ -49,7 +47,7 @@ def create_client_keys(run_dir: Path, name: str) -> Path:
     """A new authorized client pair; returns its secret key file."""
     if not CLIENT_NAME.match(name):
         raise ConfigError(f"client name {name!r}: letters, digits, '.', '-', '_' only")
-    d = keys_dir(run_dir) / "clients"
+    d = RunDir(run_dir).client_keys
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
     if (d / f"{name}.key").exists():
@@ -86,11 +84,11 @@ class CurveClient:
 
 def serve_curve(sock: zmq.Socket[bytes], run_dir: Path, endpoint: str) -> None:
     """Make ``sock`` a CurveZMQ server, or refuse: no keys, no tcp."""
-    secret = keys_dir(run_dir) / "server.key_secret"
+    secret = RunDir(run_dir).server_secret_key
     if not secret.exists():
         raise ConfigError(
             f"{endpoint}: a tcp:// endpoint needs CurveZMQ keys and there are none in "
-            f"{keys_dir(run_dir)}; create them with `zskill keys` (and a client pair with "
+            f"{RunDir(run_dir).keys}; create them with `zskill keys` (and a client pair with "
             "`zskill keys --client NAME`)"
         )
     public, secret_key = zmq.auth.load_certificate(str(secret))

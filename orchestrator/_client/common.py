@@ -33,8 +33,9 @@ from ipc import (
     ZskillError,
 )
 
-from ._config import Config, load
-from ._keys import CurveClient
+from .._config import Config, load
+from .._curve import CurveClient
+from .._rundir import RunDir
 
 CALL_REPLY_MARGIN_S = 2.0
 """How much longer than a call's ``timeout_s`` the client waits for the reply.
@@ -45,8 +46,6 @@ LIVENESS_EVERY_S = 2.0
 """While a wait goes on, how often to check that the daemon process still
 exists. A reply that can never come then fails in seconds, not at the deadline
 (or never, for control operations that wait without a limit)."""
-
-PID_FILE = "zskilld.pid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +103,9 @@ class Target:
     @classmethod
     def for_run_dir(cls, run_dir: str | Path, max_message_bytes: int | None) -> Target:
         """A run dir, which need not exist yet (the daemon may come later)."""
-        path = Path(os.path.abspath(Path(run_dir).expanduser()))
+        layout = RunDir(run_dir)
         limit = ipc.MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
-        return cls(path, ipc.Endpoints.for_run_dir(path), limit)
+        return cls(layout.path, layout.endpoints, limit)
 
     def not_running(self) -> DaemonUnavailable:
         return DaemonUnavailable(
@@ -142,7 +141,7 @@ class Target:
         if not control.exists():
             return False
         try:
-            pid = int((self.run_dir / PID_FILE).read_text(encoding="ascii").strip())
+            pid = int(RunDir(self.run_dir).pid_file.read_text(encoding="ascii").strip())
         except (OSError, ValueError):
             return False
         return pid > 0 and psutil.pid_exists(pid)

@@ -24,19 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 from ipc import DaemonUnavailable
 
-from ._cli_errors import CliError
+from .._rundir import RunDir
+from .errors import CliError
 
 if TYPE_CHECKING:
-    from ._client import Client
-    from ._config import Config
+    from .._client.sync import Client
+    from .._config import Config
 
 PING_TIMEOUT_S = 2.0
-DETACH_OUTPUT = "zskilld.out"
 
 
 def connect(config: Config, *, timeout_s: float = 60.0) -> Client:
     """A client whose daemon answered a ping; DaemonUnavailable otherwise."""
-    from ._client import Client
+    from .._client.sync import Client
 
     client = Client(config, timeout=timeout_s)
     try:
@@ -49,7 +49,7 @@ def connect(config: Config, *, timeout_s: float = 60.0) -> Client:
 
 def ping_quietly(config: Config) -> dict[str, Any] | None:
     """The ping reply of a daemon on ``config``'s run dir, or None."""
-    from ._client import Client
+    from .._client.sync import Client
 
     with Client(config, timeout=PING_TIMEOUT_S) as client:
         try:
@@ -78,7 +78,7 @@ def start_detached(
     """Start a daemon for ``config`` in the background and wait until it
     answers. Returns (pid, output file); raises DetachFailed. ``argv``
     replaces the daemon's command (tests)."""
-    out_path = config.run_dir / "logs" / DETACH_OUTPUT
+    out_path = RunDir(config.run_dir).detached_output
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if argv is None:
         argv = [sys.executable, "-m", "orchestrator", "up", "--config", str(config.path)]

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ._cli_format import clock_ms
+from .._rundir import RunDir
+from .format import clock_ms
 
 RED = "\x1b[31m"
 RESET = "\x1b[0m"
@@ -103,7 +104,7 @@ def parse_since(text: str) -> float:
 
 
 def log_path(run_dir: Path, skill: str) -> Path:
-    return run_dir / "logs" / f"{skill}.log"
+    return RunDir(run_dir).skill_log(skill)
 
 
 def rotated_files(path: Path) -> list[Path]:

@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from ipc import ZskillError
 
-from . import _cli_logs as cl
-from ._cli_format import Row
-from ._dashboard_view import SPARK_WIDTH, View
+from .. import logs as cl
+from ..format import Row
+from .view import SPARK_WIDTH, View
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ._client import Client, EventStream
-    from ._config import Config
+    from ..._client.sync import Client, EventStream
+    from ..._config import Config
 
 FRAME_S = 0.25  # keys and log lines show within a frame
 REDRAW_EVERY_S = 1.0  # even when nothing changed: the clock, "down for N s"
@@ -249,7 +249,7 @@ class Model:
 def run(config: Config, client: Client, out: Console, *, interval_s: float, once: bool) -> None:
     """Show the dashboard until q (or Ctrl-C); with ``once`` (or when ``out``
     is not a terminal), print one frame and return."""
-    from ._dashboard_view import natural_width, render
+    from .view import natural_width, render
 
     feed, model, logs = Feed(client, interval_s=interval_s), Model(), LogTail(config.run_dir)
     try:
@@ -284,8 +284,8 @@ def _terminal_size(out: Console) -> tuple[int, int]:
 def _live(config: Config, feed: Feed, model: Model, logs: LogTail, out: Console) -> None:
     from rich.live import Live
 
-    from ._dashboard_keys import Keyboard
-    from ._dashboard_view import render
+    from .keyboard import Keyboard
+    from .view import render
 
     feed.start()
     seen, size, last_draw = -1, (0, 0), 0.0

@@ -49,13 +49,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ipc import ConfigError, Event
 
-from ._router import InstanceState
-from ._stats import BOUNDS
+from .router import InstanceState
+from .stats import BOUNDS
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from ._supervisor import Supervisor
+    from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.metrics")
 

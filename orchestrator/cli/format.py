@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._json import json_default
+
 Row = Mapping[str, Any]
 
 
@@ -160,18 +162,3 @@ def short_path(value: str) -> str:
 def to_json(value: Any, *, indent: int | None = None) -> str:
     """JSON for scripts; bytes (msgpack can carry them) as UTF-8 text or base64."""
     return json.dumps(value, ensure_ascii=False, indent=indent, default=json_default)
-
-
-def json_default(value: Any) -> Any:
-    """For ``json.dumps(default=...)``: what msgpack carries and JSON cannot."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            import base64
-
-            return base64.b64encode(raw).decode("ascii")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)

@@ -37,13 +37,13 @@ from ipc import (
     Welcome,
 )
 
-from . import _process as process
-from ._config import Config
-from ._events import EventLog
-from ._logs import StreamCapture
-from ._procs import Proc, SkillRuntime
-from ._rollout import Step
-from ._router import Instance, InstanceState, Router
+from .._config import Config
+from . import process
+from .events import EventLog
+from .logfiles import StreamCapture
+from .rollout import Step
+from .router import Instance, InstanceState, Router
+from .runtime import Proc, SkillRuntime
 
 log = logging.getLogger("zskill.supervisor")
 

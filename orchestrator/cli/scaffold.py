@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ._cli_errors import UsageError
+from .errors import UsageError
 
 # The rule of orchestrator._config.SKILL_NAME, kept here so that `zskill new`
 # does not import pydantic; test_cli_scaffold checks that the two agree.

@@ -15,11 +15,11 @@ from typing import Any
 
 from ipc import PROTOCOL_VERSION, BadRequest, SkillNotFound, ZskillError
 
-from ._events import EventLog
-from ._lifecycle import Lifecycle
-from ._procs import SkillRuntime
-from ._releases import ReleaseStore, as_dict
-from ._supervisor import Supervisor
+from .events import EventLog
+from .lifecycle import Lifecycle
+from .releases import ReleaseStore, as_dict
+from .runtime import SkillRuntime
+from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.control")
 

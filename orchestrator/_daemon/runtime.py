@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._config import SkillConfig
-from ._logs import LogFile, StreamCapture
-from ._process import Child
-from ._releases import Release
-from ._rollout import Rollout
-from ._router import Instance, InstanceState
-from ._stats import SkillStats
+from .._config import SkillConfig
+from .logfiles import LogFile, StreamCapture
+from .process import Child
+from .releases import Release
+from .rollout import Rollout
+from .router import Instance, InstanceState
+from .stats import SkillStats
 
 
 @dataclass(eq=False, slots=True)

@@ -44,10 +44,10 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 from ipc import ZskillError
 
-from ._async_client import AsyncClient
-from ._config import Config
-from ._mcp_catalog import CALL_TOOL, LIST_TOOLS, META_TOOLS, Catalog, tool_name
-from ._mcp_results import error_result, failure, value_result
+from .._client.aio import AsyncClient
+from .._config import Config
+from .catalog import CALL_TOOL, LIST_TOOLS, META_TOOLS, Catalog, tool_name
+from .results import error_result, failure, value_result
 
 __all__ = ["Bridge", "serve"]
 
@@ -248,7 +248,7 @@ class Bridge:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 
 import typer
 
-from ._cli_errors import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_USAGE, CliError, UsageError
+from .errors import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_USAGE, CliError, UsageError
 
 if TYPE_CHECKING:
-    from ._client import Client
-    from ._config import Config
+    from .._client.sync import Client
+    from .._config import Config
 
 app = typer.Typer(
     name="zskill",
@@ -98,13 +98,13 @@ def _report(exc: Exception) -> int | None:
 
 
 def _load(config: Path) -> Config:
-    from ._config import load
+    from .._config import load
 
     return load(config)
 
 
 def _connect(config: Config, *, timeout_s: float = 60.0) -> Client:
-    from ._cli_daemon import connect
+    from .daemon import connect
 
     return connect(config, timeout_s=timeout_s)
 
@@ -141,7 +141,7 @@ def up(
         daemon = cfg.daemon.model_copy(update={"metrics_port": metrics_port})
         cfg = dataclasses.replace(cfg, daemon=daemon)
     if not detach:
-        from ._daemon import serve
+        from .._daemon.loop import serve
 
         typer.echo(
             f"zskill daemon starting (pid {os.getpid()}, run dir {cfg.run_dir}); Ctrl-C stops it",
@@ -149,7 +149,7 @@ def up(
         )
         serve(cfg)
         return
-    from ._cli_daemon import ping_quietly, start_detached
+    from .daemon import ping_quietly, start_detached
 
     running = ping_quietly(cfg)
     if running is not None:
@@ -177,7 +177,7 @@ def down(
     """Stop the daemon: its skills drain, then it exits."""
     from ipc import DaemonUnavailable
 
-    from ._cli_daemon import DaemonProcess
+    from .daemon import DaemonProcess
 
     cfg = _load(config)
     with _connect(cfg) as client:
@@ -204,11 +204,11 @@ def list_skills(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) ->
     with _connect(cfg) as client:
         statuses = client.list()
     if as_json:
-        from ._cli_format import to_json
+        from .format import to_json
 
         typer.echo(to_json(statuses, indent=2))
         return
-    from ._cli_render import console, list_notes, list_table, natural_width
+    from .render import console, list_notes, list_table, natural_width
 
     if not statuses:
         typer.echo(f"no skills in {cfg.path}")
@@ -260,7 +260,7 @@ def call(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Call a tool and print its result (text as is, anything else as JSON)."""
-    from ._cli_format import human_elapsed, to_json
+    from .format import human_elapsed, to_json
 
     arguments = _parse_args(args)
     cfg = _load(config)
@@ -276,7 +276,7 @@ DONE = {"start": "started", "stop": "stopped", "restart": "restarted"}
 
 
 def _lifecycle(op: str, skill: str, config: Path, as_json: bool) -> None:
-    from ._cli_format import status_line, to_json
+    from .format import status_line, to_json
 
     cfg = _load(config)
     with _connect(cfg) as client:
@@ -341,8 +341,8 @@ def _deploy(
     """upgrade / rollback with live progress; exit 1 when rolled back."""
     from ipc import UpgradeFailed
 
-    from ._cli_format import to_json, upgrade_summary
-    from ._cli_render import ProgressPrinter, console
+    from .format import to_json, upgrade_summary
+    from .render import ProgressPrinter, console
 
     source: str | None = None
     if from_dir is not None:
@@ -458,14 +458,14 @@ def releases(skill: SkillArg, config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonO
     with _connect(cfg) as client:
         kept = client.releases(skill)
     if as_json:
-        from ._cli_format import to_json
+        from .format import to_json
 
         typer.echo(to_json(kept, indent=2))
         return
     if not kept:
         typer.echo(f"no releases kept for {skill}")
         return
-    from ._cli_render import console, releases_table
+    from .render import console, releases_table
 
     out = console()
     out.print(releases_table(kept, width=out.width))
@@ -493,8 +493,8 @@ def logs(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Print a skill's output (all its versions), read from the run dir."""
-    from . import _cli_logs as cl
-    from ._scaffold import check_name
+    from . import logs as cl
+    from .scaffold import check_name
 
     since_t = None
     if since is not None:
@@ -548,7 +548,7 @@ def events(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Lifecycle and deployment history; -f to follow live."""
-    from ._cli_format import event_line, to_json
+    from .format import event_line, to_json
 
     def emit(event: dict[str, Any]) -> None:
         typer.echo(to_json(event) if as_json else event_line(event))
@@ -610,8 +610,8 @@ def dashboard(
     dashboard rides through a daemon restart: it shows "disconnected", then
     picks up the new daemon.
     """
-    from ._cli_render import console
-    from ._dashboard import run
+    from .dashboard.app import run
+    from .render import console
 
     cfg = _load(config)
     client = _connect(cfg)
@@ -628,7 +628,7 @@ def mcp(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
     Register it with the host as a command: zskill mcp --config /abs/zskill.toml
     """
-    from ._mcp import serve
+    from .._mcp.bridge import serve
 
     serve(_load(config))
 
@@ -651,7 +651,7 @@ def new(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Scaffold a new skill: PARENT/NAME/main.py and README.md."""
-    from ._scaffold import scaffold
+    from .scaffold import scaffold
 
     made = scaffold(name, parent, config_dir=config.expanduser().absolute().parent)
     shown = (
@@ -674,7 +674,7 @@ def keys(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Create CurveZMQ keys, required by any tcp:// endpoint (see [daemon] tcp_control)."""
-    from ._keys import create_client_keys, ensure_server_keys
+    from .._curve import create_client_keys, ensure_server_keys
 
     cfg = _load(config)
     secret, made = ensure_server_keys(cfg.run_dir)

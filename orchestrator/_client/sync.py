@@ -18,10 +18,10 @@ import zmq
 import ipc
 from ipc import Event, Message, ZskillError
 
-from . import _client_common as common
-from ._client_common import CALL_REPLY_MARGIN_S, CallResult, Target
-from ._client_conn import Connection, ProgressCallback
-from ._config import Config, load
+from .._config import Config, load
+from . import common
+from .common import CALL_REPLY_MARGIN_S, CallResult, Target
+from .connection import Connection, ProgressCallback
 
 __all__ = ["CallResult", "Client", "EventStream"]
 

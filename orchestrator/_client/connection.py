@@ -70,10 +70,10 @@ import zmq
 import ipc
 from ipc import DaemonUnavailable, Message, ZskillError, recv_frames
 
-from . import _client_common as common
-from ._client_common import LIVENESS_EVERY_S, Target
+from . import common
+from .common import LIVENESS_EVERY_S, Target
 
-_log = logging.getLogger("orchestrator._client")
+_log = logging.getLogger("orchestrator._client.sync")
 
 ProgressCallback = Callable[[Any], None]
 Frames = list[bytes]

@@ -1,0 +1,16 @@
+"""zskilld, the daemon: the one thread that owns every skill's state.
+
+Only ``zskill up`` imports this package; clients, the CLI's other commands
+and the MCP bridge never do. What lives here, from the outside in:
+
+- ``loop``: sockets, the poller, signals, the numbered shutdown;
+- ``dispatch``: frames from clients and skill processes to typed handlers;
+- ``control``: the control API (list, upgrade, stop, ...);
+- ``lifecycle``: start, stop, restart, upgrade, rollback, the restart policy
+  carried out (its decisions in ``restart_policy``);
+- ``runner``: a rollout carried out (its decisions in ``rollout``);
+- ``supervisor`` and ``process``: skill processes from spawn to reap;
+- ``router``: calls queued, dispatched by credit, answered exactly once;
+- ``releases``, ``events``, ``logfiles``, ``stats``, ``metrics``: what the
+  daemon keeps and publishes.
+"""
