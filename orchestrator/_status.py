@@ -1,0 +1,109 @@
+"""The vocabulary the daemon and its readers share: skill states, event
+kinds, rollout operations and statuses as enums, and the status map that
+``list`` returns as TypedDicts.
+
+The daemon writes these; the CLI, the dashboard, the MCP bridge and the
+metrics read them. Every enum is a ``StrEnum``: on the wire and in
+``events.jsonl`` each member is its plain string, so old event files and
+scripts that compare strings keep working.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypedDict
+
+
+class SkillState(StrEnum):
+    """What ``zskill list`` shows in its state column."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    UPGRADING = "upgrading"
+    BACKOFF = "backoff"
+    ERRORED = "errored"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class EventKind(StrEnum):
+    """The ``type`` of an event (see ``orchestrator._daemon.events``)."""
+
+    DAEMON_START = "daemon.start"
+    DAEMON_STOP = "daemon.stop"
+    SPAWN = "spawn"
+    READY = "ready"
+    EXIT = "exit"
+    UNRESPONSIVE = "unresponsive"
+    BACKOFF = "backoff"
+    RESTART = "restart"
+    ERRORED = "errored"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ROLLOUT = "rollout"
+    DEPLOYED = "deployed"
+    ROLLED_BACK = "rolled_back"
+    TOOLS_CHANGED = "tools_changed"
+
+
+class RolloutOp(StrEnum):
+    """What put a new process into service."""
+
+    START = "start"
+    RESTART = "restart"
+    UPGRADE = "upgrade"
+    ROLLBACK = "rollback"
+
+
+class StepStatus(StrEnum):
+    """How far one step of a rollout got."""
+
+    STARTED = "started"
+    OK = "ok"
+    FAILED = "failed"
+
+
+class InstanceStatus(TypedDict):
+    """One process of a skill, as ``list`` shows it."""
+
+    instance: str
+    version: str
+    pid: int
+    state: str  # the router's InstanceState value: spawned, checking, ready, ...
+    in_flight: int
+
+
+class SkillStatus(TypedDict):
+    """One skill, as ``list`` returns it (``zskill list --json``)."""
+
+    name: str
+    state: str  # a SkillState value
+    version: str
+    pid: int | None
+    uptime_s: float
+    restarts: int
+    in_flight: int
+    queued: int
+    concurrency: int
+    tools: list[str]
+    last_exit: str | None
+    calls_per_s: float
+    errors: int
+    error_rate: float
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu_percent: float
+    rss_bytes: int
+    release: int | None
+    source: str
+    instances: list[InstanceStatus]
+
+
+__all__ = [
+    "EventKind",
+    "InstanceStatus",
+    "RolloutOp",
+    "SkillState",
+    "SkillStatus",
+    "StepStatus",
+]
