@@ -16,7 +16,6 @@ fast when none runs), starting one detached, waiting for one to exit.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,16 +71,12 @@ def _tail(path: Path, offset: int, lines: int = 20) -> str:
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
-def start_detached(
-    config: Config, *, timeout_s: float = 15.0, argv: Sequence[str] | None = None
-) -> tuple[int, Path]:
-    """Start a daemon for ``config`` in the background and wait until it
-    answers. Returns (pid, output file); raises DetachFailed. ``argv``
-    replaces the daemon's command (tests)."""
+def start_detached(config: Config, *, argv: Sequence[str], timeout_s: float = 15.0) -> int:
+    """Run ``argv`` (the daemon's command) in the background, its output
+    appended to the run dir's file for it, and wait until the daemon it
+    starts answers. Returns its pid; raises DetachFailed."""
     out_path = RunDir(config.run_dir).detached_output
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if argv is None:
-        argv = [sys.executable, "-m", "orchestrator", "up", "--config", str(config.path)]
     with open(out_path, "ab") as out:
         offset = out.tell()
         proc = subprocess.Popen(
@@ -103,7 +98,7 @@ def start_detached(
         reply = ping_quietly(config)
         # Another daemon answering means ours will fail on the run dir's lock.
         if reply is not None and reply.get("pid") == proc.pid:
-            return proc.pid, out_path
+            return proc.pid
         if time.monotonic() > deadline:
             raise DetachFailed(
                 f"the daemon (pid {proc.pid}) did not answer within {timeout_s:g} s; "

@@ -1,0 +1,91 @@
+"""``zskill up`` and ``zskill down``: start the daemon (in the foreground, or
+detached until it serves) and stop it (its skills drain, then it exits)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from ..errors import CliError
+from ..options import DEFAULT_CONFIG, ConfigOpt, connect, load
+
+
+def up(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run in the background; return once it serves.")
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(metavar="S", help="With --detach: seconds to wait for the daemon to answer."),
+    ] = 15.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (overrides [daemon] metrics_port).",
+        ),
+    ] = None,
+) -> None:
+    """Start the daemon (in the foreground unless --detach)."""
+    cfg = load(config)
+    if metrics_port is not None:
+        import dataclasses
+
+        daemon = cfg.daemon.model_copy(update={"metrics_port": metrics_port})
+        cfg = dataclasses.replace(cfg, daemon=daemon)
+    if not detach:
+        from ..._daemon.loop import serve
+
+        typer.echo(
+            f"zskill daemon starting (pid {os.getpid()}, run dir {cfg.run_dir}); Ctrl-C stops it",
+            err=True,
+        )
+        serve(cfg)
+        return
+    from ..daemon import ping_quietly, start_detached
+
+    running = ping_quietly(cfg)
+    if running is not None:
+        raise CliError(
+            f"a zskill daemon already runs on {cfg.run_dir} (pid {running.get('pid', '?')})"
+        )
+    argv = [sys.executable, "-m", "orchestrator", "up", "--config", str(cfg.path)]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port)]
+    pid = start_detached(cfg, argv=argv, timeout_s=timeout)
+    typer.echo(f"zskill daemon started (pid {pid}, run dir {cfg.run_dir})")
+
+
+def down(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="S", help="Seconds to wait for skills to drain and the daemon to exit."
+        ),
+    ] = 60.0,
+) -> None:
+    """Stop the daemon: its skills drain, then it exits."""
+    from ipc import DaemonUnavailable
+
+    from ..daemon import DaemonProcess
+
+    cfg = load(config)
+    with connect(cfg) as client:
+        daemon = DaemonProcess(int(client.ping()["pid"]))
+        # Gone before its answer reached us is what we asked for.
+        with contextlib.suppress(DaemonUnavailable):
+            client.shutdown()
+    if not daemon.wait_gone(timeout):
+        raise CliError(
+            f"the daemon (pid {daemon.pid}) still runs after {timeout:g} s "
+            "(skills may still be draining; try a longer --timeout)"
+        )
+    typer.echo("zskill daemon stopped")

@@ -1,0 +1,138 @@
+"""``zskill list``, ``call``, ``start``, ``stop`` and ``restart``: the skills
+of a running daemon, and one call to a tool."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+
+from ..errors import UsageError
+from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, SkillArg, connect, load
+
+if TYPE_CHECKING:
+    from ..._status import SkillStatus
+
+
+def list_skills(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) -> None:
+    """Show every skill: state, version, pid, uptime, load."""
+    cfg = load(config)
+    with connect(cfg) as client:
+        statuses = cast("list[SkillStatus]", client.list())
+    if as_json:
+        from ..format import to_json
+
+        typer.echo(to_json(statuses, indent=2))
+        return
+    from ..render import console, list_notes, list_table, natural_width
+
+    if not statuses:
+        typer.echo(f"no skills in {cfg.path}")
+        return
+    out = console()
+    if out.is_terminal:
+        table = list_table(statuses, width=out.width)
+    else:
+        # Piped or redirected: the whole table, as wide as it is (no terminal
+        # to fit; a reader like grep or less wants every column).
+        table = list_table(statuses)
+        out.width = max(out.width, natural_width(table))
+    out.print(table)
+    for note in list_notes(statuses):
+        out.print(note)
+
+
+def _parse_args(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--json: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--json: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def call(
+    skill: SkillArg,
+    tool: Annotated[str, typer.Argument(metavar="TOOL", help="The tool to call.")],
+    args: Annotated[
+        str | None,
+        typer.Option(
+            "--json", metavar="ARGS", help='Arguments as a JSON object: \'{"text": "hi"}\'.'
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="S", help="Seconds the call may take.")
+    ] = None,
+    show_version: Annotated[
+        bool, typer.Option("--show-version", help="Also print (to stderr) who served the call.")
+    ] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Call a tool and print its result (text as is, anything else as JSON)."""
+    from ..format import human_elapsed, to_json
+
+    arguments = _parse_args(args)
+    cfg = load(config)
+    with connect(cfg) as client:
+        result = client.call_detailed(skill, tool, arguments, timeout=timeout)
+    value = result.value
+    typer.echo(value if isinstance(value, str) else to_json(value, indent=2))
+    if show_version:
+        typer.echo(f"{skill} {result.version} in {human_elapsed(result.elapsed_s)}", err=True)
+
+
+DONE = {"start": "started", "stop": "stopped", "restart": "restarted"}
+
+
+def _lifecycle(op: str, skill: str, config: Path, as_json: bool) -> None:
+    from ..format import status_line, to_json
+
+    cfg = load(config)
+    with connect(cfg) as client:
+        ops: dict[str, Callable[[str], dict[str, Any]]] = {
+            "start": client.start,
+            "stop": client.stop,
+            "restart": client.restart,
+        }
+        t0 = time.monotonic()
+        status = cast("SkillStatus", ops[op](skill))
+        elapsed_s = time.monotonic() - t0
+    if as_json:
+        typer.echo(to_json(status, indent=2))
+    else:
+        typer.echo(status_line(DONE[op], skill, status, elapsed_s))
+
+
+def start(
+    skill: SkillArg,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOut = False,
+) -> None:
+    """Start a stopped skill; returns once it serves."""
+    _lifecycle("start", skill, config, as_json)
+
+
+def stop(
+    skill: SkillArg,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOut = False,
+) -> None:
+    """Stop a skill: it drains its calls, then exits."""
+    _lifecycle("stop", skill, config, as_json)
+
+
+def restart(
+    skill: SkillArg,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOut = False,
+) -> None:
+    """Restart a skill; returns once the new process serves."""
+    _lifecycle("restart", skill, config, as_json)
