@@ -8,9 +8,14 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._json import json_default
+
+if TYPE_CHECKING:
+    # Types only: the enums of _status cost ~2.5 ms to import, which this
+    # module, the light one of the CLI, does not pay.
+    from .._status import SkillStatus
 
 Row = Mapping[str, Any]
 
@@ -101,11 +106,11 @@ def clock_ms(t: float) -> str:
     return local_time_ms(t, "%H:%M:%S")
 
 
-def status_line(done: str, skill: str, status: Row, elapsed_s: float) -> str:
+def status_line(done: str, skill: str, status: SkillStatus, elapsed_s: float) -> str:
     """After start/stop/restart: ``restarted echo in 0.31 s: running 1.0.0 (pid 42)``."""
     line = f"{done} {status.get('name') or skill} in {elapsed_s:.2f} s"
     state = status.get("state")
-    if state is None or state == "stopped":
+    if state is None or state == "stopped":  # SkillState.STOPPED
         return line if state is None or done == "stopped" else f"{line}: stopped"
     line += f": {state}"
     if status.get("version") is not None:

@@ -3,7 +3,7 @@
 Pure functions from plain data (the maps of docs/protocol.md) to rich
 renderables, each tested by printing to a ``Console(width=100,
 color_system=None)``. Only commands import this module, so rich stays out
-of ``zskill --help``. Plain-text formats live in :mod:`._cli_format`.
+of ``zskill --help``. Plain-text formats live in :mod:`.format`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
+from .._status import SkillState, SkillStatus, StepStatus
 from .format import (
     Row,
     human_bytes,
@@ -31,21 +32,21 @@ from .format import (
     short_path,
 )
 
-STATE_STYLES = {
-    "running": "green",
-    "starting": "yellow",
-    "upgrading": "yellow",
-    "backoff": "yellow",
-    "stopping": "yellow",
-    "stopped": "dim",
-    "errored": "red",
+STATE_STYLES: dict[str, str] = {
+    SkillState.RUNNING: "green",
+    SkillState.STARTING: "yellow",
+    SkillState.UPGRADING: "yellow",
+    SkillState.BACKOFF: "yellow",
+    SkillState.STOPPING: "yellow",
+    SkillState.STOPPED: "dim",
+    SkillState.ERRORED: "red",
 }
 
 
-def console(*, stderr: bool = False) -> Console:
+def console() -> Console:
     """The console commands print to: no highlighting of numbers and paths,
     colour only on a terminal (rich's own rules, NO_COLOR honoured)."""
-    return Console(stderr=stderr, highlight=False)
+    return Console(highlight=False)
 
 
 # --- zskill list -------------------------------------------------------------------
@@ -88,55 +89,51 @@ LIST_DROP_ORDER = ("p50_ms", "cpu_percent", "errors", "rss_bytes", "restarts", "
                    "p99_ms", "calls_per_s")  # fmt: skip
 
 
-def list_table(statuses: Sequence[Row], *, width: int | None = None) -> Table:
+def list_table(statuses: Sequence[SkillStatus], *, width: int | None = None) -> Table:
     """The ``zskill list`` table (:func:`list_columns`). Columns are two
     spaces apart, one when that would not fit in ``width``; then the least
     telling columns are left out (:data:`LIST_DROP_ORDER`) until it fits."""
     columns = list_columns(statuses)
     table = _list_table(statuses, columns, gap=2)
-    if width is None or _natural_width(table) <= width:
+    if width is None or natural_width(table) <= width:
         return table
     table = _list_table(statuses, columns, gap=1)
     drop = [k for k in LIST_DROP_ORDER if any(c.key == k for c in columns)]
-    while drop and _natural_width(table) > width:
+    while drop and natural_width(table) > width:
         key = drop.pop(0)
         columns = [c for c in columns if c.key != key]
         table = _list_table(statuses, columns, gap=1)
     return table
 
 
-def list_notes(statuses: Sequence[Row]) -> list[Text]:
+def list_notes(statuses: Sequence[SkillStatus]) -> list[Text]:
     """Under the table: why each errored (or backing off) skill is down."""
     notes = []
     for row in statuses:
         state, last_exit = row.get("state"), row.get("last_exit")
-        if state in ("errored", "backoff") and last_exit:
+        if state in (SkillState.ERRORED, SkillState.BACKOFF) and last_exit:
             note = Text(f"{row.get('name')}: ")
             note.append(str(state), style=STATE_STYLES.get(str(state), ""))
             note.append(f"; last exit: {last_exit}")
-            if state == "errored":
+            if state == SkillState.ERRORED:
                 note.append(f" (`zskill start {row.get('name')}` clears it)", style="dim")
             notes.append(note)
     return notes
 
 
-def natural_width(renderable: Table) -> int:
-    """The width ``renderable`` takes when nothing limits it."""
-    return _natural_width(renderable)
-
-
-def list_columns(statuses: Sequence[Row]) -> list[Column]:
+def list_columns(statuses: Sequence[SkillStatus]) -> list[Column]:
     """The core columns, and the metric ones the daemon reports (a metric
     with no value yet, like p50 before any call, still gets its column)."""
     return [c for c in LIST_COLUMNS if not c.optional or any(c.key in r for r in statuses)]
 
 
-def _natural_width(table: Table) -> int:
+def natural_width(table: Table) -> int:
+    """The width ``table`` takes when nothing limits it."""
     measure = Console(width=10_000, color_system=None).measure(table)
     return measure.maximum
 
 
-def _list_table(statuses: Sequence[Row], columns: Sequence[Column], *, gap: int) -> Table:
+def _list_table(statuses: Sequence[SkillStatus], columns: Sequence[Column], *, gap: int) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, gap, 0, 0))
     for col in columns:
         table.add_column(col.header, justify=col.justify, no_wrap=col.key != "name")
@@ -157,7 +154,7 @@ def _list_table(statuses: Sequence[Row], columns: Sequence[Column], *, gap: int)
 
 def step_line(progress: Row, *, unicode: bool = True) -> Text:
     """``✓ health     12 ms`` or ``✗ health     5.0 s  health hook returned false``."""
-    ok = progress.get("status") != "failed"
+    ok = progress.get("status") != StepStatus.FAILED
     mark = ("✓" if ok else "✗") if unicode else ("ok" if ok else "FAIL")
     text = Text()
     text.append(mark, style="green" if ok else "red")
@@ -179,7 +176,7 @@ class ProgressPrinter:
         self.printed = 0
 
     def __call__(self, progress: Row) -> None:
-        if progress.get("status") == "started":
+        if progress.get("status") == StepStatus.STARTED:
             self._spin(f"{progress.get('step', '?')} ...")
             return
         self.close()  # the spinner names a running step; this one is over
@@ -191,7 +188,7 @@ class ProgressPrinter:
         if self.printed:
             return
         for step in report.get("steps") or ():
-            if isinstance(step, Mapping) and step.get("status") != "started":
+            if isinstance(step, Mapping) and step.get("status") != StepStatus.STARTED:
                 self(step)
 
     def _spin(self, message: str) -> None:
@@ -247,7 +244,7 @@ def releases_table(releases: Sequence[Row], *, width: int | None = None) -> Tabl
     for row in releases:
         extra.extend(k for k in row if k not in core and k not in extra)
     table = _releases_table(releases, core + extra)
-    while extra and width is not None and _natural_width(table) > width:
+    while extra and width is not None and natural_width(table) > width:
         extra.pop()
         table = _releases_table(releases, core + extra)
     return table

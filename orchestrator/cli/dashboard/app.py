@@ -31,19 +31,20 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ipc import ZskillError
 
 from .. import logs as cl
 from ..format import Row
-from .view import SPARK_WIDTH, View
+from .view import SPARK_WIDTH, View, natural_width, render
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ..._client.sync import Client, EventStream
     from ..._config import Config
+    from ..._status import SkillStatus
 
 FRAME_S = 0.25  # keys and log lines show within a frame
 REDRAW_EVERY_S = 1.0  # even when nothing changed: the clock, "down for N s"
@@ -59,7 +60,7 @@ class FeedState:
 
     generation: int = 0
     connected: bool = False
-    rows: tuple[Row, ...] = ()
+    rows: tuple[SkillStatus, ...] = ()
     events: tuple[Row, ...] = ()
     daemon_pid: int | None = None
     down_since: float | None = None  # monotonic time the daemon was last lost
@@ -132,7 +133,7 @@ class Feed:
         self.latest = FeedState(
             old.generation + 1,
             True,
-            tuple(r for r in rows if isinstance(r, dict)),
+            tuple(cast("SkillStatus", r) for r in rows if isinstance(r, dict)),
             tuple(self._events),
             daemon[0] if isinstance(daemon[0], int) else None,
             None,
@@ -249,8 +250,6 @@ class Model:
 def run(config: Config, client: Client, out: Console, *, interval_s: float, once: bool) -> None:
     """Show the dashboard until q (or Ctrl-C); with ``once`` (or when ``out``
     is not a terminal), print one frame and return."""
-    from .view import natural_width, render
-
     feed, model, logs = Feed(client, interval_s=interval_s), Model(), LogTail(config.run_dir)
     try:
         if once or not out.is_terminal:
@@ -285,7 +284,6 @@ def _live(config: Config, feed: Feed, model: Model, logs: LogTail, out: Console)
     from rich.live import Live
 
     from .keyboard import Keyboard
-    from .view import render
 
     feed.start()
     seen, size, last_draw = -1, (0, 0), 0.0

@@ -29,6 +29,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from ..._status import EventKind, RolloutOp, SkillState, SkillStatus, StepStatus
 from ..format import Row, clock_ms, local_time, short_path
 from ..logs import LogRecord, format_record
 from ..render import STATE_STYLES, Column, list_columns
@@ -41,6 +42,8 @@ DROP_ORDER = ("p50_ms", "cpu_percent", "restarts", "rss_bytes", "uptime_s", "err
 EVENTS_MAX = 8  # lines of the events pane, at most
 LOGS_NATURAL = 10  # lines of the log pane when the height is not fixed (--once)
 MIN_PANE = 3  # a pane's border and one line
+# A ``deployed`` event's op, as the events pane says it.
+DONE: dict[str, str] = {RolloutOp.START: "started", RolloutOp.RESTART: "restarted"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ class View:
 
     run_dir: str
     connected: bool
-    rows: Sequence[Row] = ()
+    rows: Sequence[SkillStatus] = ()
     selected: str | None = None
     history: Mapping[str, Sequence[float]] = field(default_factory=dict)
     events: Sequence[Row] = ()
@@ -83,7 +86,7 @@ class _Cell:
     spark: str = ""  # calls/s cells: the trend, drawn before the number
 
 
-def _skills_lines(view: View, rows: Sequence[Row], width: int) -> list[Text]:
+def _skills_lines(view: View, rows: Sequence[SkillStatus], width: int) -> list[Text]:
     """Like ``zskill list`` (the same columns), with a selection marker and
     each calls/s preceded by its trend. What does not fit in ``width`` is
     left out in :data:`DROP_ORDER`, the trend last but one.
@@ -128,7 +131,7 @@ def _skills_lines(view: View, rows: Sequence[Row], width: int) -> list[Text]:
     return lines
 
 
-def _cell(col: Column, row: Row, view: View) -> _Cell:
+def _cell(col: Column, row: SkillStatus, view: View) -> _Cell:
     text = col.show(row.get(col.key))
     if col.key == "state":
         return _Cell(text, STATE_STYLES.get(text, ""))
@@ -145,7 +148,7 @@ def _justify(col: Column, text: str, width: int) -> str:
     return text.ljust(width) if col.justify == "left" else text.rjust(width)
 
 
-def _visible_rows(view: View, fit: int) -> Sequence[Row]:
+def _visible_rows(view: View, fit: int) -> Sequence[SkillStatus]:
     """The rows that fit, scrolled so the selected one is among them."""
     rows = view.rows
     if len(rows) <= fit:
@@ -167,38 +170,39 @@ def event_text(ev: Row) -> Text | None:
     t = ev.get("time")
     line = Text(local_time(t, "%H:%M:%S") + " ", style="dim", no_wrap=True, overflow="ellipsis")
     line.append(f"{ev.get('skill') or 'daemon':<8} ", style="bold")
-    if kind == "rollout":
-        if d.get("status") != "failed":
+    if kind == EventKind.ROLLOUT:
+        if d.get("status") != StepStatus.FAILED:
             return None
         line.append(f"{op} failed at {d.get('step')}: {d.get('detail')}", style="red")
-    elif kind == "deployed" and op in ("upgrade", "rollback"):
-        what = "upgraded" if op == "upgrade" else "rolled back"
+    elif kind == EventKind.DEPLOYED and op in (RolloutOp.UPGRADE, RolloutOp.ROLLBACK):
+        what = "upgraded" if op == RolloutOp.UPGRADE else "rolled back"
         line.append(f"▲ {what} {d.get('old_version') or '-'} -> {d.get('new_version')}",
                     style="bold green")  # fmt: skip
-    elif kind == "deployed":
-        done = {"start": "started", "restart": "restarted"}.get(op, op)
+    elif kind == EventKind.DEPLOYED:
+        done = DONE.get(op, op)
         line.append(f"{done} {d.get('new_version')}", style="green")
-    elif kind == "rolled_back":
+    elif kind == EventKind.ROLLED_BACK:
         line.append(f"✗ {op} rejected: {d.get('reason')}", style="bold red")
         if d.get("old_version"):
             line.append(f" ({d.get('old_version')} still serving)", style="red")
-    elif kind == "exit":
+    elif kind == EventKind.EXIT:
         expected = bool(d.get("expected"))
         line.append(f"exit {d.get('version') or '-'} pid {d.get('pid')}: {d.get('how')}",
                     style="dim" if expected else "yellow")  # fmt: skip
-    elif kind == "errored":
+    elif kind == EventKind.ERRORED:
         line.append(f"errored after {d.get('failures')} crashes: {d.get('last_exit')}", style="red")
-    elif kind == "tools_changed":
+    elif kind == EventKind.TOOLS_CHANGED:
         parts = [f"+{n}" for n in _names(d.get("added"))]
         parts += [f"-{n}" for n in _names(d.get("removed"))]
         parts += [f"~{n}" for n in _names(d.get("changed"))]
         line.append(f"tools {' '.join(parts)}", style="cyan")
-    elif kind in ("spawn", "ready"):
+    elif kind in (EventKind.SPAWN, EventKind.READY):
         version = f" {d.get('version')}" if d.get("version") else ""
         line.append(f"{kind}{version} pid {d.get('pid')}", style="dim")
     else:
         rest = " ".join(f"{k}={v}" for k, v in d.items() if v not in (None, "", [], {}))
-        style = "yellow" if kind in ("backoff", "unresponsive", "restart") else ""
+        warn = (EventKind.BACKOFF, EventKind.UNRESPONSIVE, EventKind.RESTART)
+        style = "yellow" if kind in warn else ""
         line.append(f"{kind} {rest}".rstrip(), style=style)
     return line
 
@@ -239,7 +243,7 @@ def _header(view: View) -> Text:
 
 
 def _footer(view: View) -> Text:
-    running = sum(1 for r in view.rows if r.get("state") == "running")
+    running = sum(1 for r in view.rows if r.get("state") == SkillState.RUNNING)
     foot = Text(" ↑/↓ j/k select   q quit", style="dim", no_wrap=True, overflow="ellipsis")
     foot.append(f"   {len(view.rows)} skills, {running} running", style="dim")
     return foot
