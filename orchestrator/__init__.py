@@ -9,7 +9,18 @@ The core agent loop calls skills through :class:`Client` (threads) or
         print(zs.call("echo", "say", {"text": "hi"}))
 
 Every error is a :class:`ZskillError`; see ``ipc._errors`` for the tree.
+Tests of code that uses the clients can run them against
+:class:`orchestrator.testing.FakeDaemon` instead of a daemon.
+
+``import orchestrator`` is cheap: the errors come from ``ipc`` (pyzmq and
+msgpack only), everything else loads on first use (PEP 562), so the CLI and
+a script that only catches errors never pay for pydantic, psutil or asyncio.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ipc import (
     BadRequest,
@@ -34,10 +45,12 @@ from ipc import (
     ZskillError,
 )
 
-from ._client.aio import AsyncClient
-from ._client.sync import CallResult, Client, EventStream
-from ._config import Config, SkillConfig
-from ._config import load as load_config
+if TYPE_CHECKING:
+    from ._client.aio import AsyncClient
+    from ._client.common import CallResult
+    from ._client.sync import Client, EventStream
+    from ._config import Config, SkillConfig
+    from ._config import load as load_config
 
 __version__ = "0.1.0"
 
@@ -70,3 +83,28 @@ __all__ = [
     "ZskillError",
     "load_config",
 ]
+
+_LAZY: dict[str, tuple[str, str]] = {
+    # public name: (module, its name there)
+    "AsyncClient": ("._client.aio", "AsyncClient"),
+    "CallResult": ("._client.common", "CallResult"),
+    "Client": ("._client.sync", "Client"),
+    "EventStream": ("._client.sync", "EventStream"),
+    "Config": ("._config", "Config"),
+    "SkillConfig": ("._config", "SkillConfig"),
+    "load_config": ("._config", "load"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name's module on first use, then keep the name here."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module, __name__), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,7 +1,10 @@
 """The client library the core agent loop imports: :class:`~.sync.Client`
-(threads), :class:`~.aio.AsyncClient` (asyncio), the connection they share
-(``connection``) and the protocol helpers (``common``).
+(threads) on its pipelined :mod:`.connection` (with :mod:`.waiting`),
+:class:`~.aio.AsyncClient` (asyncio), their event streams (:mod:`.stream`,
+:mod:`.aio_stream`) and what they share (:mod:`.common`: finding the daemon,
+framing requests, reading replies).
 
-Never imports the daemon. Nothing is imported here, so that ``import
-orchestrator`` stays cheap: ``orchestrator.Client`` loads ``sync`` on first use.
+Never imports the daemon; only the ``aio`` modules import asyncio. Nothing is
+imported here, so that ``import orchestrator`` stays cheap:
+``orchestrator.Client`` loads ``sync`` on first use.
 """

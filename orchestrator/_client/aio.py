@@ -13,30 +13,36 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
 
 import ipc
-from ipc import DaemonUnavailable, Event, Message, ZskillError
+from ipc import DaemonUnavailable, Message, ZskillError
 
-from .._config import Config, load
 from . import common
-from .common import CALL_REPLY_MARGIN_S, LIVENESS_EVERY_S, CallResult, Target
+from .aio_stream import AsyncEventStream
+from .common import (
+    CALL_REPLY_MARGIN_S,
+    LIVENESS_EVERY_S,
+    CallResult,
+    Frames,
+    ProgressCallback,
+    Records,
+    Target,
+)
+
+if TYPE_CHECKING:
+    from .._config import Config
 
 __all__ = ["AsyncClient", "AsyncEventStream"]
 
 _log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[Any], None]
-Records = list[dict[str, Any]]  # status maps, releases, events
-Frames = list[bytes]
 
 
 class _Pending:
@@ -96,6 +102,8 @@ class AsyncClient:
     def from_config(
         cls, path: str | Path, *, timeout: float = 60.0, max_message_bytes: int | None = None
     ) -> AsyncClient:
+        from .._config import load  # pydantic: loaded only for a config to read
+
         return cls(load(path), timeout=timeout, max_message_bytes=max_message_bytes)
 
     @classmethod
@@ -261,12 +269,12 @@ class AsyncClient:
         try:
             try:
                 await self._sock.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
+            except zmq.Again as exc:
                 raise DaemonUnavailable(
                     f"the daemon at {self.run_dir} is not taking requests (send queue full)"
-                ) from None
+                ) from exc
             except zmq.ZMQError as exc:
-                raise DaemonUnavailable(f"cannot send to the daemon: {exc}") from None
+                raise DaemonUnavailable(f"cannot send to the daemon: {exc}") from exc
             # One timer watches the wait (cheaper than asyncio.wait per call).
             pending.timer = loop.call_at(pending.until(), self._watch, pending)
             return await pending.future
@@ -318,13 +326,13 @@ class AsyncClient:
         if exc is not None:
             # Without a reader no reply can arrive: fail the waiting, not hang them.
             _log.debug("the client's reader stopped: %r", exc)
-            self._fail_pending(DaemonUnavailable(f"cannot read from the daemon's socket: {exc}"))
+            error = DaemonUnavailable(f"cannot read from the daemon's socket: {exc}")
+            error.__cause__ = exc  # as `raise ... from exc` would: the waiters raise it
+            self._fail_pending(error)
 
     def _dispatch(self, frames: Frames) -> None:
-        try:
-            msg = ipc.decode(frames)
-        except ZskillError as exc:
-            _log.debug("ignoring an unreadable frame from the daemon: %s", exc)
+        msg = common.decode_reply(frames)
+        if msg is None:
             return
         req_id = common.reply_id(msg)
         if req_id is None:
@@ -350,63 +358,3 @@ class AsyncClient:
         for p in pending.values():
             if not p.future.done():
                 p.future.set_exception(error)
-
-
-class AsyncEventStream:
-    """Events of one skill (or all) as they are published; for one task.
-
-    As with :class:`EventStream`, events published before the subscription
-    reached the daemon are missed; the durable history is ``events()``.
-    """
-
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, skill: str | None) -> None:
-        self._skill = skill
-        self._sock = ctx.socket(zmq.SUB)
-        ipc.configure(self._sock)  # type: ignore[arg-type]  # as in AsyncClient
-        self._sock.setsockopt(zmq.SUBSCRIBE, common.topic(skill))
-        self._sock.connect(endpoint)
-        self._closed = False
-
-    async def next(self, timeout: float | None = None) -> Event | None:
-        """The next event, or None after ``timeout`` seconds (None: wait on)."""
-        if self._closed:
-            raise ZskillError("event stream is closed")
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            if deadline is not None:
-                wait_ms = max(0, math.ceil((deadline - loop.time()) * 1000))
-                if not await self._sock.poll(wait_ms):
-                    return None
-            event = common.event_from_frames(await self._sock.recv_multipart())
-            if event is not None and common.wants(event, self._skill):
-                return event
-
-    def __aiter__(self) -> AsyncEventStream:
-        return self
-
-    async def __anext__(self) -> Event:
-        if self._closed:
-            raise StopAsyncIteration
-        event = await self.next(None)
-        assert event is not None
-        return event
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._sock.close(linger=0)
-
-    async def aclose(self) -> None:
-        self.close()
-
-    async def __aenter__(self) -> AsyncEventStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

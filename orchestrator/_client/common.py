@@ -8,11 +8,12 @@ module sees typed messages only.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import zmq
@@ -33,9 +34,19 @@ from ipc import (
     ZskillError,
 )
 
-from .._config import Config, load
 from .._curve import CurveClient
 from .._rundir import RunDir
+
+if TYPE_CHECKING:
+    from .._config import Config
+
+_log = logging.getLogger(__name__)
+
+Frames = list[bytes]
+ProgressCallback = Callable[[Any], None]
+"""Called with each Progress body of a control operation, in the caller's thread
+(or task), before the final reply."""
+Records = list[dict[str, Any]]  # status maps, releases, events
 
 CALL_REPLY_MARGIN_S = 2.0
 """How much longer than a call's ``timeout_s`` the client waits for the reply.
@@ -91,10 +102,12 @@ class Target:
                 )
             limit = ipc.MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
             return cls(Path("/"), ipc.Endpoints(target, "", ""), limit, curve, target)
-        if not isinstance(target, Config):
+        if isinstance(target, (str, os.PathLike)):
             path = Path(target).expanduser()
             if path.is_dir():
                 return cls.for_run_dir(path, max_message_bytes)
+            from .._config import load  # pydantic: loaded only for a config file to read
+
             target = load(path)
         if max_message_bytes is None:
             max_message_bytes = target.daemon.max_message_bytes
@@ -147,7 +160,7 @@ class Target:
         return pid > 0 and psutil.pid_exists(pid)
 
 
-def _check_size(frames: list[bytes], max_bytes: int) -> list[bytes]:
+def _check_size(frames: Frames, max_bytes: int) -> Frames:
     size = sum(map(len, frames))
     if size > max_bytes:
         raise MessageTooLarge(
@@ -163,7 +176,7 @@ def call_frames(
     args: Mapping[str, Any] | None,
     timeout_s: float,
     max_bytes: int,
-) -> list[bytes]:
+) -> Frames:
     """Frames of a CallRequest; the arguments are encoded here, once."""
     if type(args) is not dict:
         if args is None:
@@ -181,15 +194,24 @@ def call_frames(
     return _check_size(ipc.encode(msg), max_bytes)
 
 
-def request_frames(
-    req_id: int, op: str, args: Mapping[str, Any] | None, max_bytes: int
-) -> list[bytes]:
+def request_frames(req_id: int, op: str, args: Mapping[str, Any] | None, max_bytes: int) -> Frames:
+    """Frames of a control Request."""
     if args is None:
         args = {}
     elif not isinstance(args, Mapping):
         raise InvalidArguments(f"arguments of {op!r} must be a mapping, not {type(args).__name__}")
     frames = ipc.encode(Request(req_id, op, dict(args)))
     return _check_size(frames, max_bytes)
+
+
+def decode_reply(frames: Frames) -> Message | None:
+    """A message from the control socket; None (logged) for frames that do not
+    decode, which the client skips rather than fail a request it cannot name."""
+    try:
+        return ipc.decode(frames)
+    except ZskillError as exc:
+        _log.debug("ignoring an unreadable frame from the daemon: %s", exc)
+        return None
 
 
 def reply_id(msg: Message) -> int | None:

@@ -49,20 +49,16 @@ guarded by ``_mu``:
     the outbox, so a wake-up cannot fall between the two.
 
 A reader also steps out of the role while its own progress callbacks run.
+The waiter and the wake-up fd are in :mod:`.waiting`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import sys
 import threading
 import time
-import weakref
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -71,12 +67,11 @@ import ipc
 from ipc import DaemonUnavailable, Message, ZskillError, recv_frames
 
 from . import common
-from .common import LIVENESS_EVERY_S, Target
+from .common import LIVENESS_EVERY_S, Frames, ProgressCallback, Target
+from .waiting import Waiter, Wakeup
 
-_log = logging.getLogger("orchestrator._client.sync")
+_log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[Any], None]
-Frames = list[bytes]
 _PollItems = list[tuple[Any, int]]  # as zmq.zmq_poll takes them
 # Plain ints: pyzmq combines flags per frame, and IntFlag arithmetic costs a
 # microsecond per call on the fast path.
@@ -87,71 +82,14 @@ FIRST_WAIT_MS = 20
 receive before it polls."""
 
 
-class _Waiter:
-    """One request in flight, and how its thread hears about it: the reply,
-    a progress update, an error (client closed), or a promotion to reader."""
-
-    __slots__ = ("abandoned", "error", "event", "idle", "leading", "progress", "reply", "req_id")
-
-    def __init__(self, req_id: int) -> None:
-        self.req_id = req_id
-        # Made when the waiter first blocks; a lone reader never needs one.
-        self.event: threading.Event | None = None
-        self.reply: Message | None = None
-        self.error: ZskillError | None = None
-        self.leading = False
-        self.idle = False  # blocked on its event: may be promoted
-        self.abandoned = False
-        self.progress: deque[Any] = deque()
-
-    def has_news(self) -> bool:
-        return self.reply is not None or self.error is not None or bool(self.progress)
-
-
-class _Wakeup:
-    """A file descriptor that polls readable once set: how a follower wakes the
-    reader blocked in zmq_poll. An eventfd on Linux, a pipe elsewhere."""
-
-    def __init__(self) -> None:
-        if sys.platform == "linux":
-            self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._token = (1).to_bytes(8, sys.byteorder)
-        else:
-            self._r, self._w = os.pipe()
-            os.set_blocking(self._r, False)
-            os.set_blocking(self._w, False)
-            self._token = b"\0"
-        # A client dropped without close() must not leak its descriptors.
-        self._finalizer = weakref.finalize(self, _close_fds, {self._r, self._w})
-
-    def fileno(self) -> int:
-        return self._r
-
-    def set(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # a full pipe is readable already
-            os.write(self._w, self._token)
-
-    def clear(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # spurious: nothing to clear
-            os.read(self._r, 4096)
-
-    def close(self) -> None:
-        self._finalizer()
-
-
-def _close_fds(fds: set[int]) -> None:
-    for fd in fds:
-        os.close(fd)
-
-
 class Connection:
     """Send requests and wait for their replies, from any thread."""
 
     def __init__(self, ctx: zmq.Context[Any], target: Target) -> None:
         self._target = target
         self._mu = threading.Lock()
-        self._waiters: dict[int, _Waiter] = {}
-        self._outbox: deque[tuple[_Waiter, Frames]] = deque()
+        self._waiters: dict[int, Waiter] = {}
+        self._outbox: deque[tuple[Waiter, Frames]] = deque()
         self._reading = False
         self._shared = False  # a caller has come along while another waited
         self.closed = False
@@ -160,7 +98,7 @@ class Connection:
         target.setup(self._sock)
         self._sock.setsockopt(zmq.RCVTIMEO, FIRST_WAIT_MS)  # recv_frames(wait=True)
         self._sock.connect(target.endpoints.control)
-        self._wakeup = _Wakeup()
+        self._wakeup = Wakeup()
         self._poll_items: _PollItems = [
             (self._sock, _POLLIN),
             (self._wakeup.fileno(), _POLLIN),
@@ -190,7 +128,7 @@ class Connection:
                     self._reading = True
             if alone:
                 return self._solo(req_id, frames, deadline, what, on_progress)
-        w = _Waiter(req_id)
+        w = Waiter(req_id)
         with self._mu:
             if self.closed:
                 raise ZskillError("client is closed")
@@ -227,9 +165,9 @@ class Connection:
             except zmq.Again:
                 pass  # the window passed: poll from now on
             except zmq.ZMQError as exc:
-                raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from None
+                raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from exc
             else:
-                msg = self._decode(got)
+                msg = common.decode_reply(got)
         except BaseException:
             with self._mu:
                 self._pass_role()
@@ -238,7 +176,7 @@ class Connection:
             with self._mu:
                 self._pass_role()
             return msg
-        w = _Waiter(req_id)
+        w = Waiter(req_id)
         w.leading = True
         with self._mu:
             self._waiters[req_id] = w
@@ -274,7 +212,7 @@ class Connection:
 
     def _await(
         self,
-        w: _Waiter,
+        w: Waiter,
         deadline: float | None,
         what: str,
         on_progress: ProgressCallback | None,
@@ -310,7 +248,7 @@ class Connection:
                 self._verified = False
                 raise failure
 
-    def _idle_until(self, w: _Waiter, until: float) -> None:
+    def _idle_until(self, w: Waiter, until: float) -> None:
         """Block until w has news or is promoted -- or take the role at once if
         nobody holds it (its last holder left while w ran its callbacks)."""
         with self._mu:
@@ -327,7 +265,7 @@ class Connection:
         with self._mu:
             w.idle = False
 
-    def _give_up(self, w: _Waiter) -> bool:
+    def _give_up(self, w: Waiter) -> bool:
         """Stop waiting for w, unless its answer came in meanwhile."""
         with self._mu:
             if w.reply is not None or w.error is not None:
@@ -336,13 +274,13 @@ class Connection:
             w.abandoned = True  # its frames, if still queued, are not sent
             return True
 
-    def _step_out(self, w: _Waiter) -> None:
+    def _step_out(self, w: Waiter) -> None:
         if w.leading:
             with self._mu:
                 w.leading = False
                 self._pass_role()
 
-    def _leave(self, w: _Waiter) -> None:
+    def _leave(self, w: Waiter) -> None:
         """w is done: forget it, and pass the reader role on if it held it."""
         with self._mu:
             if self._waiters.pop(w.req_id, None) is not None:
@@ -369,7 +307,7 @@ class Connection:
 
     # --- reading (only by the waiter holding the role) ---------------------------
 
-    def _read_until(self, me: _Waiter, until: float) -> None:
+    def _read_until(self, me: Waiter, until: float) -> None:
         """Send queued frames, dispatch replies, until ``me`` has news or
         ``until`` passes."""
         items = self._poll_items
@@ -392,25 +330,17 @@ class Connection:
                     except zmq.Again:
                         break
                     except zmq.ZMQError as exc:
-                        raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from None
+                        raise DaemonUnavailable(f"cannot read from the daemon: {exc}") from exc
                     self._dispatch(frames, me)
                     if me.reply is not None and not self._waiters:
                         break  # the lone caller's fast path: skip one more empty recv
 
-    def _dispatch(self, frames: Frames, me: _Waiter) -> None:
-        msg = self._decode(frames)
+    def _dispatch(self, frames: Frames, me: Waiter) -> None:
+        msg = common.decode_reply(frames)
         if msg is not None:
             self._route(msg, me)
 
-    @staticmethod
-    def _decode(frames: Frames) -> Message | None:
-        try:
-            return ipc.decode(frames)
-        except ZskillError as exc:
-            _log.debug("ignoring an unreadable frame from the daemon: %s", exc)
-            return None
-
-    def _route(self, msg: Message, me: _Waiter) -> None:
+    def _route(self, msg: Message, me: Waiter) -> None:
         """Give ``msg`` to the waiter it answers (``me``: the reader's own)."""
         req_id = common.reply_id(msg)
         if req_id is None:
@@ -438,12 +368,12 @@ class Connection:
     def _send(self, frames: Frames) -> None:
         try:
             ipc.send_frames(self._sock, frames)
-        except zmq.Again:
+        except zmq.Again as exc:
             raise DaemonUnavailable(
                 f"the daemon at {self._target.run_dir} is not taking requests (send queue full)"
-            ) from None
+            ) from exc
         except zmq.ZMQError as exc:
-            raise DaemonUnavailable(f"cannot send to the daemon: {exc}") from None
+            raise DaemonUnavailable(f"cannot send to the daemon: {exc}") from exc
 
     def _flush(self) -> None:
         while self._outbox:

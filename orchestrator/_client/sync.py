@@ -1,31 +1,32 @@
 """The blocking client: calls and control operations from any number of
-threads, pipelined on one connection (:mod:`._client_conn`), and the event
+threads, pipelined on one connection (:mod:`.connection`), and the event
 stream.
+
+Never imports asyncio: a threaded program does not pay for it.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
-import ipc
-from ipc import Event, Message, ZskillError
+from ipc import Message, ZskillError
 
-from .._config import Config, load
 from . import common
-from .common import CALL_REPLY_MARGIN_S, CallResult, Target
-from .connection import Connection, ProgressCallback
+from .common import CALL_REPLY_MARGIN_S, CallResult, ProgressCallback, Records, Target
+from .connection import Connection
+from .stream import EventStream
+
+if TYPE_CHECKING:
+    from .._config import Config
 
 __all__ = ["CallResult", "Client", "EventStream"]
-
-Records = list[dict[str, Any]]  # status maps, releases, events
 
 
 class Client:
@@ -55,6 +56,8 @@ class Client:
     def from_config(
         cls, path: str | Path, *, timeout: float = 60.0, max_message_bytes: int | None = None
     ) -> Client:
+        from .._config import load  # pydantic: loaded only for a config to read
+
         return cls(load(path), timeout=timeout, max_message_bytes=max_message_bytes)
 
     @classmethod
@@ -175,65 +178,6 @@ class Client:
         self._conn.close()
 
     def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class EventStream:
-    """Events of one skill (or all) as they are published; for one thread.
-
-    ZeroMQ subscriptions take a moment to reach the publisher, so events
-    published right after :meth:`Client.subscribe` returns may be missed; the
-    durable history is :meth:`Client.events`.
-    """
-
-    def __init__(self, ctx: zmq.Context[Any], endpoint: str, skill: str | None) -> None:
-        self._skill = skill
-        self._sock: zmq.Socket[bytes] = ctx.socket(zmq.SUB)
-        ipc.configure(self._sock)
-        self._sock.setsockopt(zmq.SUBSCRIBE, common.topic(skill))
-        self._sock.connect(endpoint)
-        self._closed = False
-
-    def next(self, timeout: float | None = None) -> Event | None:
-        """The next event, or None after ``timeout`` seconds (None: wait on)."""
-        if self._closed:
-            raise ZskillError("event stream is closed")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if deadline is None:
-                ready = self._sock.poll(-1)
-            else:
-                ready = self._sock.poll(max(0, math.ceil((deadline - time.monotonic()) * 1000)))
-            if not ready:
-                return None
-            event = common.event_from_frames(self._sock.recv_multipart())
-            if event is not None and common.wants(event, self._skill):
-                return event
-
-    def __iter__(self) -> Iterator[Event]:
-        return self
-
-    def __next__(self) -> Event:
-        if self._closed:
-            raise StopIteration
-        event = self.next(None)
-        assert event is not None
-        return event
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._sock.close(linger=0)
-
-    def __enter__(self) -> EventStream:
         return self
 
     def __exit__(
