@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
-from test_client_fakes import FakeDaemon, short_run_dir
 
 import ipc
 from ipc import (
@@ -25,17 +26,55 @@ from ipc import (
     PayloadError,
     RemoteError,
     Request,
+    WireError,
     ZskillError,
 )
 from orchestrator._client.sync import CallResult, Client
 from orchestrator._config import load
+from orchestrator.testing import NO_REPLY, AfterJunk, FakeDaemon, Later
+
+
+def short_run_dir() -> Path:
+    # ipc:// paths must stay under ~107 bytes: pytest's tmp_path is too long.
+    return Path(tempfile.mkdtemp(dir="/tmp", prefix="zs"))
+
+
+def named_error(args: dict[str, Any]) -> WireError:
+    """The error ``args`` name, sent as it is (``Mystery`` included)."""
+    return WireError(str(args.get("type", "RemoteError")), str(args.get("message", "boom")), {})
+
+
+def steps(args: dict[str, Any]) -> Generator[dict[str, int], None, dict[str, int]]:
+    for i in range(int(args["steps"])):
+        yield {"step": i}
+    return {"steps": int(args["steps"])}
+
+
+def scripted(daemon: FakeDaemon) -> FakeDaemon:
+    """What the client tests call, on skill "echo" (other operations are echoed):
+
+    tools     echo (the arguments), sleep (them, after ``delay_s``), raise
+              (the error ``type``, ``message``), garbage (junk, then echo),
+              never (no answer)
+    ops       progress (``steps`` Progress, then ``{"steps": n}``), fail (as
+              raise), never (no answer)
+    """
+    daemon.tool("echo", "echo", lambda args: args)
+    daemon.tool("echo", "sleep", lambda args: Later(float(args["delay_s"]), args))
+    daemon.tool("echo", "raise", named_error)
+    daemon.tool("echo", "garbage", AfterJunk)
+    daemon.tool("echo", "never", lambda args: NO_REPLY)
+    daemon.op("progress", steps)
+    daemon.op("fail", named_error)
+    daemon.op("never", lambda args: NO_REPLY)
+    return daemon
 
 
 @pytest.fixture
 def daemon() -> Iterator[FakeDaemon]:
-    d = FakeDaemon().start()
+    d = scripted(FakeDaemon()).start()
     yield d
-    d.cleanup()
+    d.close()
 
 
 @pytest.fixture
@@ -259,14 +298,17 @@ def test_stale_pid_file_counts_as_no_daemon(daemon: FakeDaemon) -> None:
 
 def test_a_daemon_that_comes_later_is_used() -> None:
     run_dir = short_run_dir()
-    with Client(run_dir) as client:
-        with pytest.raises(DaemonUnavailable):
-            client.ping()
-        daemon = FakeDaemon(run_dir).start()
-        try:
-            assert client.ping()["op"] == "ping"
-        finally:
-            daemon.cleanup()
+    try:
+        with Client(run_dir) as client:
+            with pytest.raises(DaemonUnavailable):
+                client.ping()
+            daemon = FakeDaemon(run_dir).start()
+            try:
+                assert client.ping()["op"] == "ping"
+            finally:
+                daemon.close()
+    finally:
+        shutil.rmtree(run_dir)
 
 
 def test_a_daemon_that_dies_mid_wait_is_noticed(client: Client, daemon: FakeDaemon) -> None:

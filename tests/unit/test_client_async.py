@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 import zmq
-from test_client_fakes import FakeDaemon, short_run_dir
+from test_client import scripted, short_run_dir
 
 import ipc
 from ipc import (
@@ -25,6 +25,7 @@ from ipc import (
     ZskillError,
 )
 from orchestrator._client.aio import AsyncClient
+from orchestrator.testing import FakeDaemon
 
 T = TypeVar("T")
 
@@ -38,9 +39,9 @@ def run(make: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> T:
 
 @pytest.fixture
 def daemon() -> Iterator[FakeDaemon]:
-    d = FakeDaemon().start()
+    d = scripted(FakeDaemon()).start()
     yield d
-    d.cleanup()
+    d.close()
 
 
 def test_call_and_call_detailed(daemon: FakeDaemon) -> None:
