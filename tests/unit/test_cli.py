@@ -159,6 +159,11 @@ def test_version() -> None:
 # What the commands import in their bodies, never ``zskill --help``.
 HEAVY = (
     "rich",
+    "pydantic",
+    "psutil",
+    "orchestrator._client.sync",
+    "orchestrator._config",
+    "orchestrator._curve",
     "orchestrator._daemon.loop",
     "orchestrator._mcp.bridge",
     "orchestrator._status",
@@ -172,8 +177,8 @@ HEAVY = (
 
 
 def test_the_cli_imports_light() -> None:
-    """rich, the renderers and the daemon are imported by the commands that
-    use them, not by ``zskill --help``."""
+    """rich, the client, the config loader (pydantic), the renderers and the
+    daemon are imported by the commands that use them, not by ``zskill --help``."""
     code = (
         "import sys, orchestrator.cli.app as cli\n"
         "try:\n"
