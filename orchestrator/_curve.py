@@ -71,7 +71,7 @@ class CurveClient:
             server_public, _ = zmq.auth.load_certificate(str(server_key))
             public, secret = zmq.auth.load_certificate(str(client_key))
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load CurveZMQ keys: {exc}") from None
+            raise ConfigError(f"cannot load CurveZMQ keys: {exc}") from exc
         if secret is None:
             raise ConfigError(f"{client_key} holds no secret key (use the .key_secret file)")
         return cls(server_public, public, secret)

@@ -3,7 +3,8 @@
 - ``ipc`` (the wire protocol) imports neither ``orchestrator`` nor ``skills``;
 - ``skills`` (the SDK) never imports ``orchestrator``;
 - ``orchestrator._daemon`` never imports the clients, the CLI or the MCP bridge;
-- ``orchestrator._client`` never imports the daemon (nor the CLI or MCP bridge).
+- ``orchestrator._client`` never imports the daemon (nor the CLI or MCP bridge);
+- ``orchestrator.testing``, the fake daemon users test against, is no daemon.
 
 Every import counts, including those inside functions and under
 ``TYPE_CHECKING``: a lazy import is still a dependency.
@@ -49,6 +50,8 @@ def _imports(path: Path) -> set[str]:
 
 def _sources(package: str) -> list[Path]:
     base = ROOT / package.replace(".", "/")
+    if base.with_suffix(".py").is_file():  # a module, not a package
+        return [base.with_suffix(".py")]
     return sorted(p for p in base.rglob("*.py") if "examples" not in p.parts)
 
 
@@ -61,6 +64,7 @@ RULES = [
     ),
     ("orchestrator._client", ("orchestrator._daemon", "orchestrator.cli", "orchestrator._mcp")),
     ("orchestrator._mcp", ("orchestrator._daemon", "orchestrator.cli")),
+    ("orchestrator.testing", ("orchestrator._daemon", "orchestrator.cli", "orchestrator._mcp")),
 ]
 
 
@@ -87,4 +91,3 @@ def test_the_rules_see_a_forbidden_import(tmp_path: Path) -> None:
     tree_imports = _imports(path)
     assert "orchestrator._config" in tree_imports  # `from .._config import ...`
     assert "ipc" in tree_imports
-
