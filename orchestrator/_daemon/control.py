@@ -15,11 +15,11 @@ from typing import Any
 
 from ipc import PROTOCOL_VERSION, BadRequest, SkillNotFound, ZskillError
 
+from .._status import SkillStatus
 from .events import EventLog
 from .lifecycle import Lifecycle
 from .releases import ReleaseStore, as_dict
 from .runtime import SkillRuntime
-from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.control")
 
@@ -30,7 +30,6 @@ Progress = Callable[[Any], None]
 class ControlServer:
     def __init__(
         self,
-        supervisor: Supervisor,
         lifecycle: Lifecycle,
         events: EventLog,
         releases: ReleaseStore,
@@ -38,7 +37,7 @@ class ControlServer:
         shutdown: Callable[[], None],
         clock: Callable[[], float],
     ) -> None:
-        self.sup = supervisor
+        self.sup = lifecycle.sup
         self.life = lifecycle
         self.events = events
         self.releases = releases
@@ -93,7 +92,8 @@ class ControlServer:
 
     def op_list(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
         now = self.clock()
-        reply([self.sup.status(rt, now) for rt in self.sup.skills.values()], None)
+        skills: list[SkillStatus] = [self.sup.status(rt, now) for rt in self.sup.skills.values()]
+        reply(skills, None)
 
     def op_tools(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
         rts = [self._skill(args)] if args.get("skill") is not None else self.sup.skills.values()

@@ -1,12 +1,13 @@
 """Lifecycle and deployment events: published live (PUB, topic = skill name)
 and appended to ``events.jsonl`` so the history survives a daemon restart.
 
-Event types: ``daemon.start``, ``daemon.stop``; per skill ``spawn``,
-``ready``, ``exit`` (with how and whether it was expected), ``unresponsive``,
-``backoff``, ``restart``, ``errored``, ``stopping``, ``stopped``;
-``rollout`` (one per step of a start/restart/upgrade/rollback; data: ``op``,
-``step``, ``status``, ``old_version``, ``new_version``, ``elapsed_s``,
-``detail``), then ``deployed`` or ``rolled_back``; ``tools_changed``.
+Event types (:class:`~orchestrator._status.EventKind`): ``daemon.start``,
+``daemon.stop``; per skill ``spawn``, ``ready``, ``exit`` (with how and
+whether it was expected), ``unresponsive``, ``backoff``, ``restart``,
+``errored``, ``stopping``, ``stopped``; ``rollout`` (one per step of a
+start/restart/upgrade/rollback; data: ``op``, ``step``, ``status``,
+``old_version``, ``new_version``, ``elapsed_s``, ``detail``), then
+``deployed`` or ``rolled_back``; ``tools_changed``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ipc import Event
+
+from .._status import EventKind
 
 log = logging.getLogger("zskill.events")
 
@@ -66,9 +69,12 @@ class EventLog:
                 f.write(json.dumps(as_dict(ev), default=str) + "\n")
         os.replace(tmp, self.path)
 
-    def emit(self, skill: str, type_: str, **data: Any) -> Event:
+    def emit(self, skill: str, kind: EventKind, **data: Any) -> Event:
+        """Record and publish an event. Its ``type`` is the kind's plain
+        string, and enum values in ``data`` must be passed as ``.value``: the
+        wire and ``events.jsonl`` carry plain strings only."""
         self._seq += 1
-        ev = Event(self._seq, time.time(), skill, type_, data)
+        ev = Event(self._seq, time.time(), skill, str(kind), data)
         self._recent.append(ev)
         try:
             self._f.write(json.dumps(as_dict(ev), default=str) + "\n")

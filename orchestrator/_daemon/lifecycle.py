@@ -1,7 +1,14 @@
 """Skill lifecycle: start, stop, restart, upgrade, rollback, and the restart
 policy for processes that die while serving.
 
-The restart policy's decisions live in :mod:`._restart_policy`; this module
+The Lifecycle owns the skill's :class:`~.supervisor.Supervisor` and its
+:class:`~.runner.RolloutRunner`, and listens to both: a process that exits
+or is gone (:class:`~.supervisor.ProcListener`), a rollout that ends
+(:class:`~.runner.RolloutListener`). What a skill process says that matters
+to a rollout (its hello, a health reply) comes in here too, so the daemon's
+dispatch talks to the Lifecycle alone.
+
+The restart policy's decisions live in :mod:`.restart_policy`; this module
 carries them out (close the queue, mark errored, schedule the restart).
 """
 
@@ -11,18 +18,18 @@ import logging
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from ipc import BadRequest
+from ipc import BadRequest, HealthReply, Hello
 
 from .._config import Config
+from .._status import EventKind, RolloutOp
 from .events import EventLog
 from .releases import Release, ReleaseStore, tree_digest
-from .restart_policy import Errored, Stop, decide
+from .restart_policy import Errored, Restart, Stop, decide
 from .router import Router
-from .runner import UpgradeCoordinator
+from .runner import RolloutRunner
 from .runtime import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
-from .supervisor import Supervisor
+from .supervisor import ProcExit, Supervisor, SupervisorIo
 
 log = logging.getLogger("zskill.lifecycle")
 
@@ -33,20 +40,18 @@ class Lifecycle:
     def __init__(
         self,
         config: Config,
-        supervisor: Supervisor,
         router: Router,
         events: EventLog,
         releases: ReleaseStore,
         clock: Clock,
+        io: SupervisorIo,
     ) -> None:
-        self.config = config
-        self.sup = supervisor
         self.router = router
         self.events = events
         self.releases = releases
         self.clock = clock
-        self.upgrades = UpgradeCoordinator(supervisor, events, self._rollout_finished)
-        supervisor.on_proc_event = self._proc_event
+        self.sup = Supervisor(config, router, events, io, listener=self)
+        self.runner = RolloutRunner(self.sup, events, listener=self)
 
     # --- operations ------------------------------------------------------------
 
@@ -62,14 +67,14 @@ class Lifecycle:
         rt.crash_times.clear()
         self.router.reopen(rt.name)
         source, release = self._start_source(rt)
-        self.upgrades.begin(
-            rt, "start", source, now, release=release, done=self._status_done(rt, done)
+        self.runner.begin(
+            rt, RolloutOp.START, source, now, release=release, done=self._status_done(rt, done)
         )
 
     def stop(self, rt: SkillRuntime, done: Done | None = None, reason: str = "") -> None:
         now = self.clock()
         rt.desired, rt.restart_at = "stopped", None
-        self.upgrades.cancel(rt, reason or "the skill was stopped", now)
+        self.runner.cancel(rt, reason or "the skill was stopped", now)
         self.router.close(
             rt.name,
             reason or f"skill {rt.name!r} is stopped (`zskill start {rt.name}` starts it)",
@@ -81,7 +86,7 @@ class Lifecycle:
                 rt.stop_waiters.append(done)
             else:
                 done(self.sup.status(rt, now), None)
-        self.events.emit(rt.name, "stopping", reason=reason or "requested")
+        self.events.emit(rt.name, EventKind.STOPPING, reason=reason or "requested")
 
     def restart(self, rt: SkillRuntime, done: Done | None = None) -> None:
         """A zero-downtime restart: a new process from the same release
@@ -90,8 +95,8 @@ class Lifecycle:
             self.start(rt, done)
             return
         rt.restarts += 1
-        self.upgrades.begin(
-            rt, "restart", rt.source, self.clock(), done=self._status_done(rt, done)
+        self.runner.begin(
+            rt, RolloutOp.RESTART, rt.source, self.clock(), done=self._status_done(rt, done)
         )
 
     def upgrade(
@@ -101,7 +106,7 @@ class Lifecycle:
         done: Done | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
-        self.upgrades.ensure_idle(rt)
+        self.runner.ensure_idle(rt)
         if from_dir is not None:
             src = Path(from_dir).expanduser()
             check_source(rt, src)
@@ -115,8 +120,14 @@ class Lifecycle:
             run_from = src
         rt.desired, rt.errored, rt.restart_at = "running", False, None
         self.router.reopen(rt.name)
-        self.upgrades.begin(
-            rt, "upgrade", run_from, self.clock(), release=release, done=done, progress=progress
+        self.runner.begin(
+            rt,
+            RolloutOp.UPGRADE,
+            run_from,
+            self.clock(),
+            release=release,
+            done=done,
+            progress=progress,
         )
 
     def rollback(
@@ -137,20 +148,70 @@ class Lifecycle:
             )
         rt.desired, rt.errored, rt.restart_at = "running", False, None
         self.router.reopen(rt.name)
-        self.upgrades.begin(
-            rt, "rollback", run_from, self.clock(), release=prev, done=done, progress=progress
+        self.runner.begin(
+            rt,
+            RolloutOp.ROLLBACK,
+            run_from,
+            self.clock(),
+            release=prev,
+            done=done,
+            progress=progress,
         )
 
     # --- time ------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
         for rt in self.sup.skills.values():
-            self.upgrades.tick(rt, now)
+            self.runner.tick(rt, now)
             if rt.restart_at is not None and now >= rt.restart_at and rt.rollout is None:
                 rt.restart_at = None
                 rt.restarts += 1
-                self.events.emit(rt.name, "restart", restarts=rt.restarts)
-                self.upgrades.begin(rt, "start", rt.source, now)
+                self.events.emit(rt.name, EventKind.RESTART, restarts=rt.restarts)
+                self.runner.begin(rt, RolloutOp.START, rt.source, now)
+
+    # --- what skill processes say ---------------------------------------------
+
+    def hello(self, proc: Proc, msg: Hello, now: float) -> None:
+        """A process announced itself: welcome or refuse it, and tell its rollout."""
+        refused = self.sup.on_hello(proc, msg, now)
+        if refused is not None:
+            log.warning("%s: hello refused: %s", proc.id, refused)
+        self.runner.hello(self.sup.skills[proc.inst.skill], proc, refused, now)
+
+    def health_reply(self, proc: Proc, msg: HealthReply, now: float) -> None:
+        """The answer to a health check; one to an earlier check is stale."""
+        if msg.check_id == proc.health_check_id:
+            rt = self.sup.skills[proc.inst.skill]
+            self.runner.health(rt, proc, msg.ok, msg.detail, now)
+
+    # --- what the supervisor and the runner report -------------------------------
+
+    def proc_exited(self, proc: Proc, exit: ProcExit) -> None:
+        now = self.clock()
+        rt = self.sup.skills[proc.inst.skill]
+        self.runner.proc_exited(rt, proc, exit.how, now)
+        if exit.unexpected and exit.serving:
+            self._crashed(rt, now, exit.how, exit_code=proc.child.exit_code)
+
+    def proc_gone(self, proc: Proc) -> None:
+        rt = self.sup.skills[proc.inst.skill]
+        self.runner.proc_gone(rt, proc, self.clock())
+        self._settle(rt)
+
+    def rollout_finished(self, rt: SkillRuntime, ar: ActiveRollout, ok: bool) -> None:
+        now = self.clock()
+        rel = ar.release
+        if ok and ar.new is not None:
+            if rel is not None:
+                self.releases.commit(rt.name, rel, ar.new.inst.version, sorted(ar.new.inst.tools))
+                rt.release = rel.id
+            self.events.emit(rt.name, EventKind.READY, version=ar.new.inst.version, pid=ar.new.pid)
+        elif rel is not None:
+            self.releases.discard(rt.name, rel)
+        if not ok and rt.desired == "running" and not rt.active():
+            why = ar.machine.reports[-1].detail if ar.machine.reports else "start failed"
+            self._crashed(rt, now, f"{ar.op} failed", exit_code=None, detail=why)
+        self._settle(rt)
 
     # --- internals -------------------------------------------------------------
 
@@ -177,37 +238,11 @@ class Lifecycle:
             return cur
         return self.releases.prepare(rt.name, src)
 
-    def _rollout_finished(self, rt: SkillRuntime, ar: ActiveRollout, ok: bool) -> None:
-        now = self.clock()
-        rel = ar.release
-        if ok and ar.new is not None:
-            if rel is not None:
-                self.releases.commit(rt.name, rel, ar.new.inst.version, sorted(ar.new.inst.tools))
-                rt.release = rel.id
-            self.events.emit(rt.name, "ready", version=ar.new.inst.version, pid=ar.new.pid)
-        elif rel is not None:
-            self.releases.discard(rt.name, rel)
-        if not ok and rt.desired == "running" and not rt.active():
-            why = ar.machine.reports[-1].detail if ar.machine.reports else "start failed"
-            self._crashed(rt, now, f"{ar.op} failed", exit_code=None, detail=why)
-        self._settle(rt)
-
-    def _proc_event(self, proc: Proc, event: str, data: dict[str, Any]) -> None:
-        now = self.clock()
-        rt = self.sup.skills[proc.inst.skill]
-        if event == "exit":
-            self.upgrades.proc_exited(rt, proc, str(data.get("how", "")), now)
-            if data.get("unexpected") and data.get("serving"):
-                self._crashed(rt, now, str(data.get("how")), exit_code=proc.child.exit_code)
-        elif event == "gone":
-            self.upgrades.proc_gone(rt, proc, now)
-            self._settle(rt)
-
     def _settle(self, rt: SkillRuntime) -> None:
         if not rt.procs and rt.stop_waiters and rt.rollout is None:
             waiters, rt.stop_waiters = rt.stop_waiters, []
             status = self.sup.status(rt, self.clock())
-            self.events.emit(rt.name, "stopped")
+            self.events.emit(rt.name, EventKind.STOPPED)
             for fn in waiters:
                 fn(status, None)
 
@@ -217,34 +252,33 @@ class Lifecycle:
         if rt.rollout is not None or rt.active() or rt.desired != "running":
             return  # another process serves, or a rollout will decide
         s = rt.config.settings
-        decision = decide(s, rt.crash_times, now, exit_code)
-        if isinstance(decision, Stop):
-            rt.desired = "stopped"
-            self.router.close(
-                rt.name,
-                f"skill {rt.name!r} exited ({how}) and its restart policy is {s.restart!r}",
-            )
-            self.events.emit(rt.name, "stopped", reason=how)
-            return
-        if isinstance(decision, Errored):
-            n = decision.failures
-            rt.errored = True
-            rt.last_exit = rt.last_exit or f"{how} {detail}".strip()
-            reason = (
-                f"skill {rt.name!r} is errored: it failed {n} times within "
-                f"{s.restart_window_s:g} s (last: {rt.last_exit}); "
-                f"`zskill start {rt.name}` tries again"
-            )
-            self.router.close(rt.name, reason)
-            self.events.emit(rt.name, "errored", failures=n, last_exit=rt.last_exit)
-            log.error("%s", reason)
-            return
-        delay, n = decision.delay_s, decision.failures
-        rt.restart_at = now + delay
-        if detail:
-            rt.last_exit = rt.last_exit or detail
-        self.events.emit(rt.name, "backoff", delay_s=delay, failures=n, how=how, detail=detail)
-        log.warning("%s: %s; restarting in %.2f s", rt.name, how, delay)
+        match decide(s, rt.crash_times, now, exit_code):
+            case Stop():
+                rt.desired = "stopped"
+                self.router.close(
+                    rt.name,
+                    f"skill {rt.name!r} exited ({how}) and its restart policy is {s.restart!r}",
+                )
+                self.events.emit(rt.name, EventKind.STOPPED, reason=how)
+            case Errored(failures=n):
+                rt.errored = True
+                rt.last_exit = rt.last_exit or f"{how} {detail}".strip()
+                reason = (
+                    f"skill {rt.name!r} is errored: it failed {n} times within "
+                    f"{s.restart_window_s:g} s (last: {rt.last_exit}); "
+                    f"`zskill start {rt.name}` tries again"
+                )
+                self.router.close(rt.name, reason)
+                self.events.emit(rt.name, EventKind.ERRORED, failures=n, last_exit=rt.last_exit)
+                log.error("%s", reason)
+            case Restart(delay_s=delay, failures=n):
+                rt.restart_at = now + delay
+                if detail:
+                    rt.last_exit = rt.last_exit or detail
+                self.events.emit(
+                    rt.name, EventKind.BACKOFF, delay_s=delay, failures=n, how=how, detail=detail
+                )
+                log.warning("%s: %s; restarting in %.2f s", rt.name, how, delay)
 
 
 def check_source(rt: SkillRuntime, src: Path) -> None:

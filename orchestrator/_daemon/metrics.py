@@ -49,6 +49,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ipc import ConfigError, Event
 
+from .._status import EventKind, RolloutOp
 from .router import InstanceState
 from .stats import BOUNDS
 
@@ -63,7 +64,8 @@ REFRESH_S = 0.2
 """How stale a scrape may be. Prometheus scrapes every 15 s or so; this is
 only short so that a test (or a curious operator) sees a call at once."""
 
-UPGRADE_OPS = ("upgrade", "rollback")
+UPGRADE_OPS = (RolloutOp.UPGRADE.value, RolloutOp.ROLLBACK.value)
+OUTCOMES = (EventKind.DEPLOYED.value, EventKind.ROLLED_BACK.value)
 
 # The stats keep 12 latency buckets per decade; Prometheus gets every 4th
 # bound (about 1, 2.15, 4.64 per decade) from 100 us to 100 s. Each is an
@@ -199,7 +201,7 @@ class SnapshotCollector(Collector):
             queued.add_metric([s.name], s.queued)
             restarts.add_metric([s.name], s.restarts)
             for op in UPGRADE_OPS:
-                for outcome in ("deployed", "rolled_back"):
+                for outcome in OUTCOMES:
                     n = next((c for o, r, c in s.upgrades if o == op and r == outcome), 0)
                     upgrades.add_metric([s.name, op, outcome], n)
             up.add_metric([s.name], 1 if s.up else 0)
@@ -233,12 +235,12 @@ class Metrics:
         except OSError as exc:
             raise ConfigError(
                 f"metrics: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
-            ) from None
+            ) from exc
         self.port = int(self._server.server_address[1])
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
 
     def on_event(self, ev: Event) -> None:
-        if ev.type in ("deployed", "rolled_back") and ev.data.get("op") in UPGRADE_OPS:
+        if ev.type in OUTCOMES and ev.data.get("op") in UPGRADE_OPS:
             key = (ev.skill, str(ev.data["op"]), ev.type)
             self._upgrades[key] = self._upgrades.get(key, 0) + 1
 

@@ -5,6 +5,9 @@ context must not cross a fork) in a session of their own, so their process
 group is theirs to signal. The daemon makes itself a child subreaper, so a
 skill's grandchildren that outlive it are re-parented to the daemon, where
 they can still be found and killed.
+
+The supervisor reaches the OS only through :class:`Processes`; this module
+is its implementation (pass the module itself), and unit tests pass a fake.
 """
 
 from __future__ import annotations
@@ -18,12 +21,25 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
 log = logging.getLogger("zskill.process")
 
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+class Processes(Protocol):
+    """What the daemon asks of the OS about skill processes."""
+
+    def spawn(self, argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child: ...
+    def signal_tree(self, child: Child, sig: signal.Signals) -> None: ...
+    def tree_alive(self, child: Child) -> bool: ...
+    def adopt_orphans(self, child: Child, instance: str, known: set[int]) -> None: ...
+    def close_pipes(self, child: Child) -> None: ...
+    def reap(self) -> Iterable[tuple[int, int]]: ...
+    def become_subreaper(self) -> bool: ...
 
 
 def become_subreaper() -> bool:
@@ -40,7 +56,7 @@ class Child:
     """A spawned skill process: its pid, output pipes and what we know of its tree."""
 
     pid: int
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | None  # None for a fake in unit tests
     stdout_fd: int | None
     stderr_fd: int | None
     tree: set[int] = field(default_factory=set)
@@ -49,6 +65,12 @@ class Child:
     @property
     def alive(self) -> bool:
         return self.exit_code is None
+
+    def exited(self, code: int) -> None:
+        """Record the exit status that ``reap`` collected."""
+        self.exit_code = code
+        if self.popen is not None:
+            self.popen.returncode = code  # we reaped it; keep Popen from trying
 
     def describe_exit(self) -> str:
         code = self.exit_code
@@ -169,6 +191,8 @@ def reap() -> Iterable[tuple[int, int]]:
 
 
 def close_pipes(child: Child) -> None:
+    if child.popen is None:
+        return
     for f in (child.popen.stdout, child.popen.stderr):
         if f is not None:
             with contextlib.suppress(OSError):

@@ -69,9 +69,6 @@ class ReleaseStore:
             return None
         return rels[idx - 1]
 
-    def get(self, skill: str, release_id: int) -> Release | None:
-        return next((r for r in self.all(skill) if r.id == release_id), None)
-
     def prepare(self, skill: str, source: Path) -> Release:
         """Copy ``source`` aside as a candidate release (not yet current)."""
         digest = tree_digest(source)
@@ -110,12 +107,6 @@ class ReleaseStore:
             old = rels.pop(0)
             if old.path:
                 shutil.rmtree(old.path, ignore_errors=True)
-        self._write(skill, rels)
-
-    def make_current(self, skill: str, release_id: int) -> None:
-        rels = self.all(skill)
-        for r in rels:
-            r.current = r.id == release_id
         self._write(skill, rels)
 
     def _write(self, skill: str, rels: list[Release]) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
+from .._status import StepStatus
+
 
 class Phase(Enum):
     SPAWNING = "spawning"
@@ -71,7 +73,7 @@ class Report:
     """A step's progress, for the caller's live output and the event stream."""
 
     step: Step
-    status: str  # started | ok | failed
+    status: StepStatus
     elapsed_s: float
     detail: str = ""
 
@@ -107,10 +109,6 @@ class Rollout:
         self.reports: list[Report] = []
 
     @property
-    def finished(self) -> bool:
-        return self.phase in (Phase.DONE, Phase.ROLLED_BACK)
-
-    @property
     def deadline(self) -> float | None:
         return self._deadline
 
@@ -118,15 +116,15 @@ class Rollout:
 
     def start(self, now: float) -> list[Action]:
         self.started_at = self._step_at = now
-        return [self._report(Step.SPAWN, "started", now), Spawn()]
+        return [self._report(Step.SPAWN, StepStatus.STARTED, now), Spawn()]
 
     def spawned(self, now: float, detail: str = "") -> list[Action]:
         if self.phase is not Phase.SPAWNING:
             return []
-        out: list[Action] = [self._report(Step.SPAWN, "ok", now, detail)]
+        out: list[Action] = [self._report(Step.SPAWN, StepStatus.OK, now, detail)]
         self.phase, self._step_at = Phase.WAITING_HELLO, now
         self._deadline = now + self.start_timeout_s
-        out.append(self._report(Step.HELLO, "started", now))
+        out.append(self._report(Step.HELLO, StepStatus.STARTED, now))
         return out
 
     def spawn_failed(self, now: float, reason: str) -> list[Action]:
@@ -135,12 +133,15 @@ class Rollout:
     def hello(self, now: float, *, has_health: bool, detail: str = "") -> list[Action]:
         if self.phase is not Phase.WAITING_HELLO:
             return []
-        out: list[Action] = [self._report(Step.HELLO, "ok", now, detail)]
+        out: list[Action] = [self._report(Step.HELLO, StepStatus.OK, now, detail)]
         if not has_health:
             return out + self._switch(now)
         self.phase, self._step_at = Phase.HEALTH_CHECKING, now
         self._deadline = now + self.health_timeout_s
-        out += [self._report(Step.HEALTH, "started", now), CheckHealth(self.health_timeout_s)]
+        out += [
+            self._report(Step.HEALTH, StepStatus.STARTED, now),
+            CheckHealth(self.health_timeout_s),
+        ]
         return out
 
     def refused(self, now: float, reason: str) -> list[Action]:
@@ -152,7 +153,7 @@ class Rollout:
             return []
         if not ok:
             return self._fail(now, f"health check failed: {detail or 'the hook returned false'}")
-        return [self._report(Step.HEALTH, "ok", now, detail), *self._switch(now)]
+        return [self._report(Step.HEALTH, StepStatus.OK, now, detail), *self._switch(now)]
 
     def new_exited(self, now: float, how: str) -> list[Action]:
         """The new process exited. Before the switch that is a failed rollout;
@@ -166,8 +167,8 @@ class Rollout:
             return []
         self.phase, self.finished_at, self._deadline = Phase.DONE, now, None
         return [
-            self._report(Step.DRAIN, "ok", now),
-            self._report(Step.DONE, "ok", now, "", since=self.started_at),
+            self._report(Step.DRAIN, StepStatus.OK, now),
+            self._report(Step.DONE, StepStatus.OK, now, "", since=self.started_at),
             Finish(True),
         ]
 
@@ -193,9 +194,9 @@ class Rollout:
         self.phase, self._step_at, self._deadline = Phase.DRAINING, now, None
         self.switched_at = now
         return [
-            self._report(Step.SWITCH, "ok", now),
+            self._report(Step.SWITCH, StepStatus.OK, now),
             Switch(),
-            self._report(Step.DRAIN, "started", now),
+            self._report(Step.DRAIN, StepStatus.STARTED, now),
         ]
 
     def _fail(self, now: float, reason: str) -> list[Action]:
@@ -204,16 +205,22 @@ class Rollout:
         step = _STEP_OF[self.phase]
         self.phase, self.finished_at, self._deadline = Phase.ROLLED_BACK, now, None
         return [
-            self._report(step, "failed", now, reason),
+            self._report(step, StepStatus.FAILED, now, reason),
             KillNew(reason),
-            self._report(Step.ROLLBACK, "ok", now, "the old version keeps serving"),
+            self._report(Step.ROLLBACK, StepStatus.OK, now, "the old version keeps serving"),
             Finish(False, reason, step),
         ]
 
     def _report(
-        self, step: Step, status: str, now: float, detail: str = "", since: float | None = None
+        self,
+        step: Step,
+        status: StepStatus,
+        now: float,
+        detail: str = "",
+        since: float | None = None,
     ) -> Report:
         start = self._step_at if since is None else since
-        r = Report(step, status, max(0.0, now - start) if status != "started" else 0.0, detail)
+        elapsed_s = 0.0 if status is StepStatus.STARTED else max(0.0, now - start)
+        r = Report(step, status, elapsed_s, detail)
         self.reports.append(r)
         return r

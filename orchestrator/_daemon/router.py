@@ -84,8 +84,6 @@ class PendingCall:
     accepted_at: float
     answered: bool = False
     instance: Instance | None = None
-    attempts: int = 0
-    dispatched_at: float = 0.0
 
 
 COMPACT_ABOVE = 1024
@@ -207,8 +205,6 @@ class Router:
                 )
                 continue
             call.instance = inst
-            call.attempts += 1
-            call.dispatched_at = now
             inst.in_flight[call.call_id] = call
             self._send_call(inst, call, call.deadline - now)
 

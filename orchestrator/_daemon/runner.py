@@ -1,21 +1,24 @@
-"""The UpgradeCoordinator carries out rollouts: it feeds the daemon's events
-(spawned, hello, health reply, exits, time) into each skill's
-:class:`~orchestrator._rollout.Rollout` and performs the actions the machine
-decides (spawn, health check, switch, kill the new process, report).
+"""The RolloutRunner carries out rollouts (start, restart, upgrade,
+rollback): it feeds what happens to the new process (spawned, hello, health
+reply, exit, time) into the skill's :class:`~.rollout.Rollout` and performs
+the actions the machine decides (spawn, health check, switch, kill the new
+process, report), through the :class:`~.supervisor.Supervisor`.
 
 One rollout per skill at a time -- a second gets ``UpgradeInProgress`` --
-while rollouts of different skills run side by side.
+while rollouts of different skills run side by side. When one ends, its
+:class:`RolloutListener` (the Lifecycle) hears first, then the event
+stream, then whoever waits for the answer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ipc import UpgradeFailed, UpgradeInProgress
 
+from .._status import EventKind, RolloutOp, StepStatus
 from .events import EventLog
 from .releases import Release
 from .rollout import (
@@ -35,19 +38,23 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.upgrade")
 
-Finished = Callable[[SkillRuntime, ActiveRollout, bool], None]
+
+class RolloutListener(Protocol):
+    """Told when a rollout ends, before anyone else (the Lifecycle)."""
+
+    def rollout_finished(self, rt: SkillRuntime, ar: ActiveRollout, ok: bool) -> None: ...
 
 
-class UpgradeCoordinator:
-    def __init__(self, supervisor: Supervisor, events: EventLog, finished: Finished) -> None:
+class RolloutRunner:
+    def __init__(self, supervisor: Supervisor, events: EventLog, listener: RolloutListener) -> None:
         self.sup = supervisor
         self.events = events
-        self._finished = finished
+        self._listener = listener
 
     def begin(
         self,
         rt: SkillRuntime,
-        op: str,
+        op: RolloutOp,
         source: Path,
         now: float,
         *,
@@ -85,7 +92,7 @@ class UpgradeCoordinator:
                 skill=rt.name,
             )
 
-    # --- events from the daemon ------------------------------------------------
+    # --- what happens to the new process -------------------------------------
 
     def hello(self, rt: SkillRuntime, proc: Proc, refused: str | None, now: float) -> None:
         ar = rt.rollout
@@ -133,20 +140,21 @@ class UpgradeCoordinator:
         self, rt: SkillRuntime, ar: ActiveRollout, actions: list[Action], now: float
     ) -> None:
         for action in actions:
-            if isinstance(action, Report):
-                self._report(rt, ar, action)
-            elif isinstance(action, Spawn):
-                self._spawn(rt, ar, now)
-            elif isinstance(action, CheckHealth):
-                assert ar.new is not None
-                self.sup.check_health(ar.new, action.timeout_s)
-            elif isinstance(action, Switch):
-                self._switch(rt, ar, now)
-            elif isinstance(action, KillNew):
-                if ar.new is not None and ar.new.child.alive:
-                    self.sup.kill(ar.new, f"{ar.op} rolled back: {action.reason}")
-            elif isinstance(action, Finish):
-                self._finish(rt, ar, action)
+            match action:
+                case Report():
+                    self._report(rt, ar, action)
+                case Spawn():
+                    self._spawn(rt, ar, now)
+                case CheckHealth(timeout_s=timeout_s):
+                    assert ar.new is not None
+                    self.sup.check_health(ar.new, timeout_s)
+                case Switch():
+                    self._switch(rt, ar, now)
+                case KillNew(reason=reason):
+                    if ar.new is not None and ar.new.child.alive:
+                        self.sup.kill(ar.new, f"{ar.op} rolled back: {reason}")
+                case Finish():
+                    self._finish(rt, ar, action)
 
     def _spawn(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
         try:
@@ -168,7 +176,7 @@ class UpgradeCoordinator:
         if old_tools is not None and ar.tools_changed:
             self.events.emit(
                 rt.name,
-                "tools_changed",
+                EventKind.TOOLS_CHANGED,
                 version=ar.new.inst.version,
                 added=sorted(set(new_tools) - set(old_tools)),
                 removed=sorted(set(old_tools) - set(new_tools)),
@@ -182,15 +190,15 @@ class UpgradeCoordinator:
     def _report(self, rt: SkillRuntime, ar: ActiveRollout, r: Report) -> None:
         body = {
             "step": r.step.value,
-            "status": r.status,
+            "status": r.status.value,
             "elapsed_s": round(r.elapsed_s, 4),
             "detail": r.detail,
         }
         new_version = ar.new.inst.version if ar.new is not None else ""
         self.events.emit(
             rt.name,
-            "rollout",
-            op=ar.op,
+            EventKind.ROLLOUT,
+            op=ar.op.value,
             old_version=ar.old_version,
             new_version=new_version,
             **body,
@@ -203,7 +211,7 @@ class UpgradeCoordinator:
         new = ar.new
         report: dict[str, Any] = {
             "skill": rt.name,
-            "op": ar.op,
+            "op": ar.op.value,
             "ok": f.ok,
             "old_version": ar.old_version,
             "new_version": new.inst.version if new is not None else "",
@@ -212,18 +220,22 @@ class UpgradeCoordinator:
             "source": str(ar.source),
             "duration_s": round((ar.machine.finished_at or 0.0) - ar.machine.started_at, 4),
             "steps": [
-                {"step": r.step.value, "status": r.status, "elapsed_s": round(r.elapsed_s, 4)}
+                {
+                    "step": r.step.value,
+                    "status": r.status.value,
+                    "elapsed_s": round(r.elapsed_s, 4),
+                }
                 for r in ar.machine.reports
-                if r.status != "started"
+                if r.status is not StepStatus.STARTED
             ],
         }
         if f.ok:
             report["tools_changed"] = ar.tools_changed
-        self._finished(rt, ar, f.ok)
+        self._listener.rollout_finished(rt, ar, f.ok)
         self.events.emit(
             rt.name,
-            "deployed" if f.ok else "rolled_back",
-            op=ar.op,
+            EventKind.DEPLOYED if f.ok else EventKind.ROLLED_BACK,
+            op=ar.op.value,
             old_version=ar.old_version,
             new_version=report["new_version"],
             reason=f.reason,
@@ -255,3 +267,6 @@ class UpgradeCoordinator:
             )
         for fn in ar.done:
             fn(report if f.ok else None, err)
+
+
+__all__ = ["RolloutListener", "RolloutRunner"]

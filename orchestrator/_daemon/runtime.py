@@ -1,4 +1,5 @@
-"""What the daemon holds per skill process and per skill."""
+"""What the daemon holds per skill process and per skill, and what
+``zskill list`` shows of it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._config import SkillConfig
+from .._status import InstanceStatus, RolloutOp, SkillState, SkillStatus
 from .logfiles import LogFile, StreamCapture
 from .process import Child
 from .releases import Release
@@ -23,15 +25,11 @@ class Proc:
 
     inst: Instance
     child: Child
-    source: Path
     secret: str
-    spawned_at: float
-    spawned_wall: float
     ready_at: float | None = None
     last_seen: float = 0.0
     last_heartbeat_sent: float = 0.0
     has_health: bool = False
-    hello_pid: int = 0
     drain_deadline: float | None = None  # grace over: SIGTERM
     kill_deadline: float | None = None  # SIGTERM ignored: SIGKILL
     stop_reason: str = ""  # set when the daemon decided to retire it
@@ -51,6 +49,15 @@ class Proc:
     def pid(self) -> int:
         return self.child.pid
 
+    def status(self) -> InstanceStatus:
+        return {
+            "instance": self.id,
+            "version": self.inst.version,
+            "pid": self.pid,
+            "state": self.state.value,
+            "in_flight": len(self.inst.in_flight),
+        }
+
 
 Done = Callable[[Any, Exception | None], None]
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -60,7 +67,7 @@ ProgressFn = Callable[[dict[str, Any]], None]
 class ActiveRollout:
     """A rollout in progress and who waits for it."""
 
-    op: str  # start | restart | upgrade | rollback
+    op: RolloutOp
     machine: Rollout
     source: Path
     old: list[Proc]
@@ -101,3 +108,50 @@ class SkillRuntime:
 
     def active(self) -> list[Proc]:
         return [p for p in self.procs.values() if p.state is InstanceState.READY]
+
+    def state(self) -> SkillState:
+        main = self.active()
+        if self.errored:
+            return SkillState.ERRORED
+        if main and self.rollout is not None and self.rollout.op in _REPLACING:
+            return SkillState.UPGRADING
+        if main:
+            return SkillState.RUNNING
+        if self.desired == "stopped":
+            return SkillState.STOPPING if self.procs else SkillState.STOPPED
+        if self.restart_at is not None:
+            return SkillState.BACKOFF
+        return SkillState.STARTING
+
+    def status(self, now: float, *, queued: int) -> SkillStatus:
+        """The skill as ``list`` returns it; ``queued``: calls in its queue."""
+        active = self.active()
+        main = active[0] if active else None
+        window = self.stats.window(now)
+        return {
+            "name": self.name,
+            "state": self.state().value,
+            "version": main.inst.version if main else self.last_version,
+            "pid": main.pid if main else None,
+            "uptime_s": round(now - main.ready_at, 3) if main and main.ready_at else 0.0,
+            "restarts": self.restarts,
+            "in_flight": sum(len(p.inst.in_flight) for p in self.procs.values()),
+            "queued": queued,
+            "concurrency": self.config.settings.concurrency,
+            "tools": sorted(main.inst.tools) if main else [],
+            "last_exit": self.last_exit or None,
+            "calls_per_s": window["calls_per_s"],
+            "errors": window["errors"],
+            "error_rate": window["error_rate"],
+            "p50_ms": window["p50_ms"],
+            "p99_ms": window["p99_ms"],
+            "cpu_percent": self.stats.cpu_percent,
+            "rss_bytes": self.stats.rss_bytes,
+            "release": self.release,
+            "source": str(self.source),
+            "instances": [p.status() for p in self.procs.values()],
+        }
+
+
+# A rollout that replaces a serving version: the skill shows as "upgrading".
+_REPLACING = (RolloutOp.UPGRADE, RolloutOp.ROLLBACK)

@@ -1,11 +1,16 @@
-"""The supervisor: skill processes from spawn to reap, and the rollouts that
-put new ones into service.
+"""The supervisor: skill processes from spawn to reap.
 
-Every process enters service through a :class:`Rollout` (start, restart,
-upgrade, rollback alike) and leaves it through :meth:`Supervisor.retire`:
-drain, ``grace_s``, SIGTERM, a few seconds, SIGKILL of the whole tree. A
-process that exits while it serves is handled by the restart policy:
-exponential backoff, then ``errored`` after too many crashes in a window.
+Every process enters service through a rollout (:mod:`.runner`: start,
+restart, upgrade, rollback alike), which calls :meth:`Supervisor.promote`,
+and leaves it through :meth:`Supervisor.retire`: drain, ``grace_s``,
+SIGTERM, a few seconds, SIGKILL of the whole tree. What happens to a skill
+when one of its processes exits is not decided here: the supervisor tells
+its :class:`ProcListener` (the Lifecycle), which applies the restart policy.
+
+No socket and no OS call is made directly: messages go out through
+``SupervisorIo.send``, pipes are watched through ``SupervisorIo.watch_fd``,
+and processes are started and signalled through ``SupervisorIo.processes``
+(:mod:`.process`, or a fake in unit tests).
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import logging
 import os
 import secrets
 import signal
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from ipc import (
     ENV_CONCURRENCY,
@@ -38,10 +43,11 @@ from ipc import (
 )
 
 from .._config import Config
+from .._status import EventKind, SkillStatus
 from . import process
 from .events import EventLog
 from .logfiles import StreamCapture
-from .rollout import Step
+from .process import Processes
 from .router import Instance, InstanceState, Router
 from .runtime import Proc, SkillRuntime
 
@@ -51,30 +57,61 @@ Send = Callable[[str, Message], bool]
 WatchFd = Callable[[int, Callable[[], None] | None], None]
 
 
+@dataclass(frozen=True, slots=True)
+class SupervisorIo:
+    """How the supervisor reaches its processes: the workers socket (``send``
+    by instance id; False when the message could not go out), the daemon's
+    poller (``watch_fd``: a handler for a readable fd, or None to stop), the
+    endpoint skills connect to, and the OS."""
+
+    send: Send
+    watch_fd: WatchFd
+    workers_endpoint: str
+    processes: Processes = process
+
+
+@dataclass(frozen=True, slots=True)
+class ProcExit:
+    """How a skill process ended, as its listener hears it."""
+
+    serving: bool  # it was in service: promoted, and not being retired
+    how: str  # "exited with code 1", "was killed by SIGKILL"
+    unexpected: bool  # the daemon neither retired nor stopped it, or killed it for a fault
+
+
+class ProcListener(Protocol):
+    """Told of every skill process that ends (the Lifecycle)."""
+
+    def proc_exited(self, proc: Proc, exit: ProcExit) -> None:
+        """``proc`` was reaped; the rest of its tree may still be ending."""
+
+    def proc_gone(self, proc: Proc) -> None:
+        """``proc`` and its whole tree are gone and forgotten."""
+
+
 class Supervisor:
     def __init__(
         self,
         config: Config,
         router: Router,
         events: EventLog,
-        send: Send,
-        watch_fd: WatchFd,
-        workers_endpoint: str,
+        io: SupervisorIo,
+        listener: ProcListener,
     ) -> None:
         self.config = config
         self.router = router
         self.events = events
-        self._send = send
-        self._watch_fd = watch_fd
-        self._endpoint = workers_endpoint
+        self._send = io.send
+        self._watch_fd = io.watch_fd
+        self._endpoint = io.workers_endpoint
+        self._os = io.processes
+        self._listener = listener
         self.skills: dict[str, SkillRuntime] = {}
         self.procs: dict[str, Proc] = {}  # by instance id, every live process
         self._by_pid: dict[int, Proc] = {}
         self._by_rid: dict[bytes, Proc] = {}  # by routing id, as frames carry it
         self._seq = 0
         self._check_ids = 0
-        # Set by the Lifecycle (which imports this module): exits and disappearances.
-        self.on_proc_event: Callable[[Proc, str, dict[str, Any]], None] = lambda p, e, d: None
 
     # --- spawning --------------------------------------------------------------
 
@@ -95,14 +132,11 @@ class Supervisor:
                 ENV_MAX_MESSAGE_BYTES: str(self.config.daemon.max_message_bytes),
             }
         )
-        child = process.spawn(cfg.argv(), source, env)
+        child = self._os.spawn(cfg.argv(), source, env)
         proc = Proc(
             inst=Instance(inst_id, rt.name, concurrency=cfg.settings.concurrency),
             child=child,
-            source=source,
             secret=secret,
-            spawned_at=now,
-            spawned_wall=time.time(),
             last_seen=now,
         )
         for fd, stream in ((child.stdout_fd, "out"), (child.stderr_fd, "err")):
@@ -113,7 +147,9 @@ class Supervisor:
         self.procs[inst_id] = proc
         self._by_pid[child.pid] = proc
         self._by_rid[proc.inst.rid] = proc
-        self.events.emit(rt.name, "spawn", instance=inst_id, pid=child.pid, source=str(source))
+        self.events.emit(
+            rt.name, EventKind.SPAWN, instance=inst_id, pid=child.pid, source=str(source)
+        )
         log.info("%s: spawned %s (pid %d) from %s", rt.name, inst_id, child.pid, source)
         return proc
 
@@ -170,7 +206,6 @@ class Supervisor:
         inst.concurrency = min(msg.concurrency, rt.config.settings.concurrency)
         inst.state = InstanceState.CHECKING
         proc.has_health = msg.has_health
-        proc.hello_pid = msg.pid
         if msg.pid != proc.pid:
             proc.child.tree.add(msg.pid)
         for cap in proc.captures.values():
@@ -224,7 +259,7 @@ class Supervisor:
             proc.stop_reason = proc.stop_reason or reason
         proc.inst.state = InstanceState.DRAINING if proc.child.alive else proc.inst.state
         self.router.remove_active(proc.inst)
-        process.signal_tree(proc.child, signal.SIGKILL)
+        self._os.signal_tree(proc.child, signal.SIGKILL)
         proc.drain_deadline = None
         proc.kill_deadline = None
 
@@ -235,10 +270,10 @@ class Supervisor:
         d = self.config.daemon
         for proc in list(self.procs.values()):
             if not proc.child.alive:
-                if not process.tree_alive(proc.child):
+                if not self._os.tree_alive(proc.child):
                     self._forget(proc, now)
                 else:
-                    process.signal_tree(proc.child, signal.SIGKILL)
+                    self._os.signal_tree(proc.child, signal.SIGKILL)
                 continue
             state = proc.state
             if state is InstanceState.SPAWNED:
@@ -249,7 +284,9 @@ class Supervisor:
             if now - proc.last_seen > d.liveness_s and proc.kill_deadline is None:
                 why = f"unresponsive for {now - proc.last_seen:.1f} s (liveness_s={d.liveness_s:g})"
                 log.warning("%s: %s; killing it", proc.id, why)
-                self.events.emit(proc.inst.skill, "unresponsive", instance=proc.id, pid=proc.pid)
+                self.events.emit(
+                    proc.inst.skill, EventKind.UNRESPONSIVE, instance=proc.id, pid=proc.pid
+                )
                 self.kill(proc, why, fault=True)
                 continue
             if proc.drain_deadline is not None and now >= proc.drain_deadline:
@@ -257,11 +294,11 @@ class Supervisor:
                 proc.drain_deadline = None
                 kill_s = self.skills[proc.inst.skill].config.settings.kill_timeout_s
                 proc.kill_deadline = now + kill_s
-                process.signal_tree(proc.child, signal.SIGTERM)
+                self._os.signal_tree(proc.child, signal.SIGTERM)
             elif proc.kill_deadline is not None and now >= proc.kill_deadline:
                 log.warning("%s: ignored SIGTERM; SIGKILL", proc.id)
                 proc.kill_deadline = None
-                process.signal_tree(proc.child, signal.SIGKILL)
+                self._os.signal_tree(proc.child, signal.SIGKILL)
 
     # --- exits -----------------------------------------------------------------
 
@@ -270,13 +307,12 @@ class Supervisor:
         proc = self._by_pid.get(pid)
         if proc is None:
             return None  # an adopted grandchild (we are a subreaper)
-        proc.child.exit_code = code
-        proc.child.popen.returncode = code  # we reaped it; keep Popen from trying
+        proc.child.exited(code)
         for fd in list(proc.captures):
             self._read_pipe(proc, fd)
         # Whatever it did, the rest of its tree goes with it.
-        process.adopt_orphans(proc.child, proc.id, set(self._by_pid))
-        process.signal_tree(proc.child, signal.SIGKILL)
+        self._os.adopt_orphans(proc.child, proc.id, set(self._by_pid))
+        self._os.signal_tree(proc.child, signal.SIGKILL)
         how = proc.child.describe_exit()
         rt = self.skills[proc.inst.skill]
         serving = proc.ready_at is not None and not proc.stop_reason
@@ -287,7 +323,7 @@ class Supervisor:
         unexpected = bool(proc.fault) or not proc.stop_reason
         self.events.emit(
             rt.name,
-            "exit",
+            EventKind.EXIT,
             instance=proc.id,
             pid=pid,
             version=proc.inst.version,
@@ -309,8 +345,8 @@ class Supervisor:
             rt.last_exit = f"{proc.id} (version {proc.inst.version or '?'}) {how}" + (
                 f" ({proc.fault})" if proc.fault else ""
             )
-        self.on_proc_event(proc, "exit", {"serving": serving, "how": how, "unexpected": unexpected})
-        if not process.tree_alive(proc.child):
+        self._listener.proc_exited(proc, ProcExit(serving, how, unexpected))
+        if not self._os.tree_alive(proc.child):
             self._forget(proc, now)
         return proc
 
@@ -323,55 +359,15 @@ class Supervisor:
         for fd in list(proc.captures):
             self._watch_fd(fd, None)
             proc.captures.pop(fd).flush()
-        process.close_pipes(proc.child)
-        self.on_proc_event(proc, "gone", {})
+        self._os.close_pipes(proc.child)
+        self._listener.proc_gone(proc)
 
     def by_id(self, routing_id: bytes) -> Proc | None:
         return self._by_rid.get(routing_id)
 
-    def status(self, rt: SkillRuntime, now: float) -> dict[str, Any]:
-        active = rt.active()
-        main = active[0] if active else None
-        if rt.errored:
-            state = "errored"
-        elif rt.rollout is not None and rt.rollout.op in ("upgrade", "rollback") and main:
-            state = "upgrading"
-        elif main is not None:
-            state = "running"
-        elif rt.desired == "stopped":
-            state = "stopping" if rt.procs else "stopped"
-        elif rt.restart_at is not None:
-            state = "backoff"
-        else:
-            state = "starting"
-        return {
-            "name": rt.name,
-            "state": state,
-            "version": main.inst.version if main else rt.last_version,
-            "pid": main.pid if main else None,
-            "uptime_s": round(now - main.ready_at, 3) if main and main.ready_at else 0.0,
-            "restarts": rt.restarts,
-            "in_flight": sum(len(p.inst.in_flight) for p in rt.procs.values()),
-            "queued": self.router.queued(rt.name),
-            "concurrency": rt.config.settings.concurrency,
-            "tools": sorted(main.inst.tools) if main else [],
-            "last_exit": rt.last_exit or None,
-            **rt.stats.window(now),
-            "cpu_percent": rt.stats.cpu_percent,
-            "rss_bytes": rt.stats.rss_bytes,
-            "release": rt.release,
-            "source": str(rt.source),
-            "instances": [
-                {
-                    "instance": p.id,
-                    "version": p.inst.version,
-                    "pid": p.pid,
-                    "state": p.state.value,
-                    "in_flight": len(p.inst.in_flight),
-                }
-                for p in rt.procs.values()
-            ],
-        }
+    def status(self, rt: SkillRuntime, now: float) -> SkillStatus:
+        """What ``zskill list`` shows of ``rt``."""
+        return rt.status(now, queued=self.router.queued(rt.name))
 
 
-__all__ = ["Step", "Supervisor"]
+__all__ = ["ProcExit", "ProcListener", "Supervisor", "SupervisorIo"]

@@ -1,0 +1,223 @@
+"""Frames in, typed handlers out: what clients and skill processes send.
+
+The loop hands every message it reads to :meth:`Dispatcher.on_control`
+(clients) or :meth:`Dispatcher.on_worker` (skill processes), which decode
+it and pass it on by type with one ``match``:
+
+    client         CallRequest -> Router.accept     Request -> ControlServer
+    skill process  Result -> Router.result          Hello, HealthReply -> Lifecycle
+                   Heartbeat, Drained, Bye: proof of life only
+
+This is the daemon's hot path: a call costs a decode, one or two class
+checks and a dict lookup here, nothing more. A message too large to read
+whole is still answered, from its header alone; one a peer may not send
+gets a ``ProtocolError`` (clients) or a warning in the log (skills).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ipc import (
+    Bye,
+    CallReply,
+    CallRequest,
+    Drained,
+    HealthReply,
+    Heartbeat,
+    Hello,
+    Message,
+    MessageTooLarge,
+    Progress,
+    ProtocolError,
+    Reject,
+    Reply,
+    Request,
+    Result,
+    SkillNotFound,
+    SkillUnavailable,
+    WireError,
+    ZskillError,
+    decode,
+)
+
+from .control import ControlServer
+from .lifecycle import Lifecycle
+from .router import Router
+
+log = logging.getLogger("zskill.daemon")
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+SendCtl = Callable[[bytes, Message], None]
+SendWorker = Callable[[bytes, Message], bool]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        router: Router,
+        lifecycle: Lifecycle,
+        control: ControlServer,
+        *,
+        send_ctl: SendCtl,
+        send_worker: SendWorker,
+        clock: Callable[[], float],
+        max_bytes: int,
+        call_timeout_s: float,
+    ) -> None:
+        self.router = router
+        self.life = lifecycle
+        self.sup = lifecycle.sup
+        self.control = control
+        self._send_ctl = send_ctl
+        self._send_worker = send_worker
+        self.clock = clock
+        self.max_bytes = max_bytes
+        self.call_timeout_s = call_timeout_s
+        self._shutting_down = False
+
+    def begin_shutdown(self) -> None:
+        """From now on every call is refused: the daemon is shutting down."""
+        self._shutting_down = True
+
+    # --- clients ---------------------------------------------------------------
+
+    def on_control(self, frames: list[bytes]) -> None:
+        ident = frames[0]
+        try:
+            msg = decode(frames[1:], max_bytes=self.max_bytes)
+        except MessageTooLarge as exc:
+            match _header_only(frames[1:]):
+                case CallRequest(req_id=req_id):
+                    self._reply_call(ident, req_id, exc.to_wire())
+                case Request(req_id=req_id):
+                    self._send_ctl(ident, Reply(req_id, None, exc.to_wire()))
+            return
+        except ProtocolError as exc:
+            self._send_ctl(ident, Reply(0, None, exc.to_wire()))
+            return
+        match msg:
+            case CallRequest():
+                self._on_call(ident, msg)
+            case Request():
+                self._on_request(ident, msg)
+            case _:
+                err = ProtocolError(f"{type(msg).__name__} is not a message a client may send")
+                self._send_ctl(ident, Reply(0, None, err.to_wire()))
+
+    def _on_call(self, ident: bytes, msg: CallRequest) -> None:
+        if msg.skill not in self.sup.skills:
+            known = ", ".join(sorted(self.sup.skills)) or "none"
+            err = SkillNotFound(f"no skill {msg.skill!r} (known: {known})", skill=msg.skill)
+            self._reply_call(ident, msg.req_id, err.to_wire())
+            return
+        if self._shutting_down:
+            err2 = SkillUnavailable("the daemon is shutting down", skill=msg.skill)
+            self._reply_call(ident, msg.req_id, err2.to_wire())
+            return
+        timeout = msg.timeout_s
+        if not timeout > 0:
+            timeout = self.call_timeout_s
+        self.router.accept(
+            ident,
+            msg.req_id,
+            msg.skill,
+            msg.tool,
+            msg.payload,
+            min(timeout, MAX_TIMEOUT_S),
+            self.clock(),
+        )
+
+    def _on_request(self, ident: bytes, msg: Request) -> None:
+        done = False
+
+        def reply(body: Any, err: Exception | None) -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            wire = _to_wire(err) if err is not None else None
+            self._send_ctl(ident, Reply(msg.req_id, _plain(body) if wire is None else None, wire))
+
+        def progress(body: Any) -> None:
+            if not done:
+                self._send_ctl(ident, Progress(msg.req_id, _plain(body)))
+
+        self.control.handle(msg.op, msg.args, reply, progress)
+
+    def _reply_call(self, ident: bytes, req_id: int, err: WireError) -> None:
+        self._send_ctl(ident, CallReply(req_id, "", err))
+
+    # --- skill processes -------------------------------------------------------
+
+    def on_worker(self, frames: list[bytes]) -> None:
+        ident = frames[0]
+        proc = self.sup.by_id(ident)
+        now = self.clock()
+        try:
+            msg = decode(frames[1:], max_bytes=self.max_bytes)
+        except MessageTooLarge as exc:
+            head = _header_only(frames[1:])
+            if proc is not None and isinstance(head, Result):
+                proc.last_seen = now
+                self.router.result(proc.inst, head.call_id, exc.to_wire(), b"", now)
+            return
+        except ProtocolError as exc:
+            log.warning("bad frame from %r: %s", ident[:64], exc)
+            return
+        if proc is None:
+            if isinstance(msg, Hello):
+                log.warning("hello from unknown instance %r refused", ident[:64])
+                self._send_worker(
+                    ident, Reject("unknown instance: skills are started by the daemon")
+                )
+            return
+        proc.last_seen = now
+        match msg:
+            case Result():
+                self.router.result(proc.inst, msg.call_id, msg.error, msg.payload, now)
+            case Heartbeat():
+                pass
+            case Hello():
+                self.life.hello(proc, msg, now)
+            case HealthReply():
+                self.life.health_reply(proc, msg, now)
+            case Drained() | Bye():
+                log.info("%s: %s", proc.id, type(msg).__name__.lower())
+            case _:
+                log.warning("%s sent %s, which skills may not send", proc.id, type(msg).__name__)
+
+
+def _header_only(frames: list[bytes]) -> Message | None:
+    """The message an oversized one was, to answer it: its payload frame left
+    out (a payload inside the header frame is bounded by MAXMSGSIZE)."""
+    try:
+        return decode([frames[0], b""] if len(frames) == 2 else frames[:1])
+    except ZskillError:
+        return None
+
+
+def _to_wire(err: Exception) -> WireError:
+    if isinstance(err, ZskillError):
+        return err.to_wire()
+    return WireError("ZskillError", f"{type(err).__name__}: {err}", {})
+
+
+def _plain(body: Any) -> Any:
+    """Control replies are plain data; Paths and the like become strings."""
+    if isinstance(body, dict):
+        return {str(k): _plain(v) for k, v in body.items()}
+    if isinstance(body, (list, tuple)):
+        return [_plain(v) for v in body]
+    if body is None or isinstance(body, (str, int, float, bool, bytes)):
+        return body
+    if isinstance(body, Path):
+        return str(body)
+    return repr(body)
+
+
+__all__ = ["Dispatcher"]
