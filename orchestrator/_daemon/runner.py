@@ -139,6 +139,7 @@ class RolloutRunner:
     def _apply(
         self, rt: SkillRuntime, ar: ActiveRollout, actions: list[Action], now: float
     ) -> None:
+        switched = False
         for action in actions:
             match action:
                 case Report():
@@ -150,11 +151,16 @@ class RolloutRunner:
                     self.sup.check_health(ar.new, timeout_s)
                 case Switch():
                     self._switch(rt, ar, now)
+                    switched = True
                 case KillNew(reason=reason):
                     if ar.new is not None and ar.new.child.alive:
                         self.sup.kill(ar.new, f"{ar.op} rolled back: {reason}")
                 case Finish():
                     self._finish(rt, ar, action)
+        # Nothing left to drain (a start, or the old ones already gone): the
+        # drain is over as soon as it is reported begun, not before.
+        if switched and not any(p.id in rt.procs for p in ar.old):
+            self._apply(rt, ar, ar.machine.old_drained(now), now)
 
     def _spawn(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
         try:
@@ -184,8 +190,6 @@ class RolloutRunner:
                     n for n in set(new_tools) & set(old_tools) if new_tools[n] != old_tools[n]
                 ),
             )
-        if not any(p.id in rt.procs for p in ar.old):
-            self._apply(rt, ar, ar.machine.old_drained(now), now)
 
     def _report(self, rt: SkillRuntime, ar: ActiveRollout, r: Report) -> None:
         body = {
