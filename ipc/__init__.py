@@ -2,7 +2,8 @@
 and the errors that cross the wire. Shared by the daemon, its clients and the
 skill SDK."""
 
-from ._codec import INLINE_PAYLOAD_MAX, decode, decode_payload, encode, encode_payload
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     BadRequest,
     CallError,
@@ -49,21 +50,64 @@ from ._messages import (
     Welcome,
     WireError,
 )
-from ._sockets import (
-    ENV_CONCURRENCY,
-    ENV_ENDPOINT,
-    ENV_INSTANCE,
-    ENV_MAX_MESSAGE_BYTES,
-    ENV_SECRET,
-    ENV_SKILL,
-    MAX_MESSAGE_BYTES,
-    PROTOCOL_VERSION,
-    Endpoints,
-    configure,
-    more_waiting,
-    recv_frames,
-    send_frames,
-)
+
+if TYPE_CHECKING:
+    from ._codec import INLINE_PAYLOAD_MAX, decode, decode_payload, encode, encode_payload
+    from ._sockets import (
+        ENV_CONCURRENCY,
+        ENV_ENDPOINT,
+        ENV_INSTANCE,
+        ENV_MAX_MESSAGE_BYTES,
+        ENV_SECRET,
+        ENV_SKILL,
+        MAX_MESSAGE_BYTES,
+        PROTOCOL_VERSION,
+        Endpoints,
+        configure,
+        more_waiting,
+        recv_frames,
+        send_frames,
+    )
+
+# The codec (msgpack) and the socket helpers (pyzmq) load on first use, so
+# that importing the error classes -- as ``import orchestrator`` and every
+# ``zskill --help`` do -- costs neither.
+_LAZY = {
+    "INLINE_PAYLOAD_MAX": "_codec",
+    "decode": "_codec",
+    "decode_payload": "_codec",
+    "encode": "_codec",
+    "encode_payload": "_codec",
+    "ENV_CONCURRENCY": "_sockets",
+    "ENV_ENDPOINT": "_sockets",
+    "ENV_INSTANCE": "_sockets",
+    "ENV_MAX_MESSAGE_BYTES": "_sockets",
+    "ENV_SECRET": "_sockets",
+    "ENV_SKILL": "_sockets",
+    "MAX_MESSAGE_BYTES": "_sockets",
+    "PROTOCOL_VERSION": "_sockets",
+    "Endpoints": "_sockets",
+    "configure": "_sockets",
+    "more_waiting": "_sockets",
+    "recv_frames": "_sockets",
+    "send_frames": "_sockets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "BadRequest",

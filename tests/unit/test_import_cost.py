@@ -1,5 +1,5 @@
-"""``import orchestrator`` stays cheap: the clients, pydantic, psutil and
-asyncio load only when a name that needs them is first used; the threaded
+"""``import orchestrator`` stays cheap: the clients, pydantic, psutil,
+asyncio, pyzmq and msgpack load only when a name that needs them is first used; the threaded
 Client never loads asyncio, nor pydantic unless it has a config to read."""
 
 from __future__ import annotations
@@ -33,6 +33,20 @@ def loaded_after(code: str) -> list[str]:
 def test_import_orchestrator_loads_none_of_them() -> None:
     assert loaded_after("import orchestrator") == []
     assert loaded_after("from orchestrator import ZskillError, DaemonUnavailable") == []
+
+
+def test_the_error_classes_load_neither_pyzmq_nor_msgpack() -> None:
+    # ipc's codec and socket helpers load on first use (ipc.__getattr__).
+    probe = (
+        "import orchestrator, sys\n"
+        "print(sorted(m for m in ('zmq', 'msgpack') if m in sys.modules))\n"
+        "import ipc; ipc.encode, ipc.send_frames\n"
+        "print(sorted(m for m in ('zmq', 'msgpack') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.stdout.splitlines() == ["[]", "['msgpack', 'zmq']"]
 
 
 def test_client_loads_the_sync_client_without_asyncio() -> None:
