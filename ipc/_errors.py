@@ -4,7 +4,6 @@
     ZskillError
     ├── ConfigError               zskill.toml is missing, unreadable or invalid
     ├── ProtocolError             a frame that is not a valid message
-    │   └── ProtocolMismatch      a peer speaks another protocol version
     ├── MessageTooLarge           a message over the size limit
     ├── PayloadError              arguments or a result that msgpack cannot carry
     ├── DaemonUnavailable         no daemon answers on the run dir
@@ -42,7 +41,7 @@ class ZskillError(Exception):
         self.details: dict[str, Any] = details
 
     def to_wire(self) -> WireError:
-        return WireError(type(self).__name__, self.message, _plain(self.details))
+        return WireError(type(self).__name__, self.message, _plain_details(self.details))
 
 
 class ConfigError(ZskillError):
@@ -50,10 +49,6 @@ class ConfigError(ZskillError):
 
 
 class ProtocolError(ZskillError):
-    pass
-
-
-class ProtocolMismatch(ProtocolError):
     pass
 
 
@@ -149,7 +144,7 @@ def error_from_wire(err: WireError) -> ZskillError:
     return exc
 
 
-def _plain(details: dict[str, Any]) -> dict[str, Any]:
+def _plain_details(details: dict[str, Any]) -> dict[str, Any]:
     """Details must be plain data to cross the wire; anything else becomes its repr."""
     out: dict[str, Any] = {}
     for key, value in details.items():

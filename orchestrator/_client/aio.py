@@ -164,23 +164,25 @@ class AsyncClient:
     # --- control operations ------------------------------------------------------
 
     async def ping(self, timeout: float = 2.0) -> dict[str, Any]:
-        return common.as_dict(await self.request("ping", timeout=timeout), "ping")
+        return common.expect_dict(await self.request("ping", timeout=timeout), "ping")
 
     async def list(self) -> Records:
-        return common.as_list(await self.request("list"), "list")
+        return common.expect_list(await self.request("list"), "list")
 
     async def tools(self, skill: str | None = None) -> dict[str, Records]:
         body = await self.request("tools", common.optional_skill_args(skill))
-        return common.as_dict(body, "tools")
+        return common.expect_dict(body, "tools")
 
     async def start(self, skill: str) -> dict[str, Any]:
-        return common.as_dict(await self.request("start", common.skill_args(skill)), "start")
+        return common.expect_dict(await self.request("start", common.skill_args(skill)), "start")
 
     async def stop(self, skill: str) -> dict[str, Any]:
-        return common.as_dict(await self.request("stop", common.skill_args(skill)), "stop")
+        return common.expect_dict(await self.request("stop", common.skill_args(skill)), "stop")
 
     async def restart(self, skill: str) -> dict[str, Any]:
-        return common.as_dict(await self.request("restart", common.skill_args(skill)), "restart")
+        return common.expect_dict(
+            await self.request("restart", common.skill_args(skill)), "restart"
+        )
 
     async def upgrade(
         self,
@@ -191,22 +193,22 @@ class AsyncClient:
     ) -> dict[str, Any]:
         args = common.upgrade_args(skill, from_dir)
         body = await self.request("upgrade", args, on_progress=on_progress)
-        return common.as_dict(body, "upgrade")
+        return common.expect_dict(body, "upgrade")
 
     async def rollback(
         self, skill: str, *, on_progress: ProgressCallback | None = None
     ) -> dict[str, Any]:
         args = common.skill_args(skill)
         body = await self.request("rollback", args, on_progress=on_progress)
-        return common.as_dict(body, "rollback")
+        return common.expect_dict(body, "rollback")
 
     async def releases(self, skill: str) -> Records:
         body = await self.request("releases", common.skill_args(skill))
-        return common.as_list(body, "releases")
+        return common.expect_list(body, "releases")
 
     async def events(self, skill: str | None = None, limit: int = 100) -> Records:
         body = await self.request("events", common.events_args(skill, limit))
-        return common.as_list(body, "events")
+        return common.expect_list(body, "events")
 
     async def shutdown(self) -> None:
         await self.request("shutdown")

@@ -288,13 +288,13 @@ def events_args(skill: str | None, limit: int) -> dict[str, Any]:
     return args
 
 
-def as_dict(body: Any, op: str) -> dict[str, Any]:
+def expect_dict(body: Any, op: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ProtocolError(f"{op}: expected a map from the daemon, got {type(body).__name__}")
     return body
 
 
-def as_list(body: Any, op: str) -> list[dict[str, Any]]:
+def expect_list(body: Any, op: str) -> list[dict[str, Any]]:
     if not isinstance(body, list):
         raise ProtocolError(f"{op}: expected a list from the daemon, got {type(body).__name__}")
     return body

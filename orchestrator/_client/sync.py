@@ -123,22 +123,22 @@ class Client:
     # --- control operations ------------------------------------------------------
 
     def ping(self, timeout: float = 2.0) -> dict[str, Any]:
-        return common.as_dict(self.request("ping", timeout=timeout), "ping")
+        return common.expect_dict(self.request("ping", timeout=timeout), "ping")
 
     def list(self) -> Records:
-        return common.as_list(self.request("list"), "list")
+        return common.expect_list(self.request("list"), "list")
 
     def tools(self, skill: str | None = None) -> dict[str, Records]:
-        return common.as_dict(self.request("tools", common.optional_skill_args(skill)), "tools")
+        return common.expect_dict(self.request("tools", common.optional_skill_args(skill)), "tools")
 
     def start(self, skill: str) -> dict[str, Any]:
-        return common.as_dict(self.request("start", common.skill_args(skill)), "start")
+        return common.expect_dict(self.request("start", common.skill_args(skill)), "start")
 
     def stop(self, skill: str) -> dict[str, Any]:
-        return common.as_dict(self.request("stop", common.skill_args(skill)), "stop")
+        return common.expect_dict(self.request("stop", common.skill_args(skill)), "stop")
 
     def restart(self, skill: str) -> dict[str, Any]:
-        return common.as_dict(self.request("restart", common.skill_args(skill)), "restart")
+        return common.expect_dict(self.request("restart", common.skill_args(skill)), "restart")
 
     def upgrade(
         self,
@@ -148,19 +148,23 @@ class Client:
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         args = common.upgrade_args(skill, from_dir)
-        return common.as_dict(self.request("upgrade", args, on_progress=on_progress), "upgrade")
+        return common.expect_dict(self.request("upgrade", args, on_progress=on_progress), "upgrade")
 
     def rollback(
         self, skill: str, *, on_progress: ProgressCallback | None = None
     ) -> dict[str, Any]:
         args = common.skill_args(skill)
-        return common.as_dict(self.request("rollback", args, on_progress=on_progress), "rollback")
+        return common.expect_dict(
+            self.request("rollback", args, on_progress=on_progress), "rollback"
+        )
 
     def releases(self, skill: str) -> Records:
-        return common.as_list(self.request("releases", common.skill_args(skill)), "releases")
+        return common.expect_list(self.request("releases", common.skill_args(skill)), "releases")
 
     def events(self, skill: str | None = None, limit: int = 100) -> Records:
-        return common.as_list(self.request("events", common.events_args(skill, limit)), "events")
+        return common.expect_list(
+            self.request("events", common.events_args(skill, limit)), "events"
+        )
 
     def shutdown(self) -> None:
         self.request("shutdown")

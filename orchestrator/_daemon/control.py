@@ -18,7 +18,7 @@ from ipc import PROTOCOL_VERSION, BadRequest, SkillNotFound, ZskillError
 from .._status import SkillStatus
 from .events import EventLog
 from .lifecycle import Lifecycle
-from .releases import ReleaseStore, as_dict
+from .releases import ReleaseStore
 from .runtime import SkillRuntime
 
 log = logging.getLogger("zskill.control")
@@ -133,7 +133,7 @@ class ControlServer:
 
     def op_releases(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
         rt = self._skill(args)
-        rels = [as_dict(r) for r in reversed(self.releases.all(rt.name))]
+        rels = [r.to_dict() for r in reversed(self.releases.all(rt.name))]
         reply(rels, None)
 
     def op_events(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:

@@ -141,11 +141,13 @@ class Dispatcher:
                 return
             done = True
             wire = _to_wire(err) if err is not None else None
-            self._send_ctl(ident, Reply(msg.req_id, _plain(body) if wire is None else None, wire))
+            self._send_ctl(
+                ident, Reply(msg.req_id, _plain_data(body) if wire is None else None, wire)
+            )
 
         def progress(body: Any) -> None:
             if not done:
-                self._send_ctl(ident, Progress(msg.req_id, _plain(body)))
+                self._send_ctl(ident, Progress(msg.req_id, _plain_data(body)))
 
         self.control.handle(msg.op, msg.args, reply, progress)
 
@@ -207,12 +209,12 @@ def _to_wire(err: Exception) -> WireError:
     return WireError("ZskillError", f"{type(err).__name__}: {err}", {})
 
 
-def _plain(body: Any) -> Any:
+def _plain_data(body: Any) -> Any:
     """Control replies are plain data; Paths and the like become strings."""
     if isinstance(body, dict):
-        return {str(k): _plain(v) for k, v in body.items()}
+        return {str(k): _plain_data(v) for k, v in body.items()}
     if isinstance(body, (list, tuple)):
-        return [_plain(v) for v in body]
+        return [_plain_data(v) for v in body]
     if body is None or isinstance(body, (str, int, float, bool, bytes)):
         return body
     if isinstance(body, Path):

@@ -66,7 +66,7 @@ class EventLog:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             for ev in self._recent:
-                f.write(json.dumps(as_dict(ev), default=str) + "\n")
+                f.write(json.dumps(event_dict(ev), default=str) + "\n")
         os.replace(tmp, self.path)
 
     def emit(self, skill: str, kind: EventKind, **data: Any) -> Event:
@@ -77,7 +77,7 @@ class EventLog:
         ev = Event(self._seq, time.time(), skill, str(kind), data)
         self._recent.append(ev)
         try:
-            self._f.write(json.dumps(as_dict(ev), default=str) + "\n")
+            self._f.write(json.dumps(event_dict(ev), default=str) + "\n")
         except (OSError, ValueError) as exc:
             log.warning("cannot append to %s: %s", self.path, exc)
         self._publish(ev)
@@ -85,11 +85,11 @@ class EventLog:
 
     def query(self, skill: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         events = [e for e in self._recent if skill is None or e.skill == skill]
-        return [as_dict(e) for e in events[-limit:]] if limit > 0 else []
+        return [event_dict(e) for e in events[-limit:]] if limit > 0 else []
 
     def close(self) -> None:
         self._f.close()
 
 
-def as_dict(ev: Event) -> dict[str, Any]:
+def event_dict(ev: Event) -> dict[str, Any]:
     return {"seq": ev.seq, "time": ev.time, "skill": ev.skill, "type": ev.type, "data": ev.data}

@@ -42,6 +42,9 @@ class Release:
     def run_dir(self) -> Path:
         return Path(self.path or self.source)
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 class ReleaseStore:
     def __init__(self, root: Path, keep: int) -> None:
@@ -115,10 +118,6 @@ class ReleaseStore:
         tmp = d / "index.json.tmp"
         tmp.write_text(json.dumps([asdict(r) for r in rels], indent=1))
         os.replace(tmp, d / "index.json")
-
-
-def as_dict(rel: Release) -> dict[str, Any]:
-    return asdict(rel)
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+LONG_MODULE_LINES = 400
 
 
 def _module_name(path: Path) -> str:
@@ -91,3 +92,17 @@ def test_the_rules_see_a_forbidden_import(tmp_path: Path) -> None:
     tree_imports = _imports(path)
     assert "orchestrator._config" in tree_imports  # `from .._config import ...`
     assert "ipc" in tree_imports
+
+
+def test_long_modules_say_why() -> None:
+    """A module over ~400 lines is usually two things; one that is not says
+    why at its top (a line starting "Why this module is long")."""
+    unexplained = []
+    for package in ("ipc", "orchestrator", "skills"):
+        for path in _sources(package):
+            text = path.read_text(encoding="utf-8")
+            if text.count("\n") > LONG_MODULE_LINES:
+                doc = ast.get_docstring(ast.parse(text)) or ""
+                if "Why this module is long" not in doc:
+                    unexplained.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+    assert unexplained == []
