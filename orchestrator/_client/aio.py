@@ -217,6 +217,7 @@ class AsyncClient:
         """Live events of ``skill`` (or of every skill) from now on."""
         if self._closed:
             raise ZskillError("client is closed")
+        self._target.check_private()
         return AsyncEventStream(self._ctx, self._target.endpoints.events, skill)
 
     # --- lifecycle -------------------------------------------------------------

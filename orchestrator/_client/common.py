@@ -141,6 +141,12 @@ class Target:
         if self.curve is not None:
             self.curve.apply(sock)
 
+    def check_private(self) -> None:
+        """Refuse (ConfigError) a socket directory another local user could
+        have made: whoever owns it could read and answer every request."""
+        if not self.remote:
+            RunDir(self.run_dir).check_sockets_private()
+
     def daemon_alive(self) -> bool:
         """The control socket exists and the pid file names a live process.
 
@@ -150,6 +156,7 @@ class Target:
         """
         if self.remote:
             return True  # nothing to look at locally: deadlines tell
+        self.check_private()
         control = self.endpoints.paths()[0]
         if not control.exists():
             return False

@@ -173,6 +173,7 @@ class Client:
         """Live events of ``skill`` (or of every skill) from now on."""
         if self._conn.closed:
             raise ZskillError("client is closed")
+        self._target.check_private()
         return EventStream(self._ctx, self._target.endpoints.events, skill)
 
     # --- lifecycle -------------------------------------------------------------

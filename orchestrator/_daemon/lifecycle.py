@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,11 +25,20 @@ from ipc import BadRequest, HealthReply, Hello
 from .._config import Config
 from .._status import EventKind, RolloutOp
 from .events import EventLog
+from .jobs import Jobs
 from .releases import Release, ReleaseStore, tree_digest
 from .restart_policy import Errored, Restart, Stop, decide
 from .router import Router
 from .runner import RolloutRunner
-from .runtime import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
+from .runtime import (
+    ActiveRollout,
+    Done,
+    Prepared,
+    PrepareJob,
+    Proc,
+    ProgressFn,
+    SkillRuntime,
+)
 from .supervisor import ProcExit, Supervisor, SupervisorIo
 
 log = logging.getLogger("zskill.lifecycle")
@@ -45,13 +55,14 @@ class Lifecycle:
         releases: ReleaseStore,
         clock: Clock,
         io: SupervisorIo,
+        jobs: Jobs,
     ) -> None:
         self.router = router
         self.events = events
         self.releases = releases
         self.clock = clock
         self.sup = Supervisor(config, router, events, io, listener=self)
-        self.runner = RolloutRunner(self.sup, events, listener=self)
+        self.runner = RolloutRunner(self.sup, events, listener=self, jobs=jobs, clock=clock)
 
     # --- operations ------------------------------------------------------------
 
@@ -66,9 +77,21 @@ class Lifecycle:
         rt.desired, rt.errored, rt.restart_at = "running", False, None
         rt.crash_times.clear()
         self.router.reopen(rt.name)
-        source, release = self._start_source(rt)
+        cur = self.releases.current(rt.name)
+        if cur is not None and Path(cur.source) != rt.config.path and cur.run_dir().is_dir():
+            # The current release came from --from and is still there: run it.
+            source, release, prepare = cur.run_dir(), cur, None
+        else:
+            source, release = rt.config.path, None
+            prepare = self._snapshot_job(rt, rt.config.path)
         self.runner.begin(
-            rt, RolloutOp.START, source, now, release=release, done=self._status_done(rt, done)
+            rt,
+            RolloutOp.START,
+            source,
+            now,
+            release=release,
+            prepare=prepare,
+            done=self._status_done(rt, done),
         )
 
     def stop(self, rt: SkillRuntime, done: Done | None = None, reason: str = "") -> None:
@@ -110,22 +133,19 @@ class Lifecycle:
         if from_dir is not None:
             src = Path(from_dir).expanduser()
             check_source(rt, src)
-            rel = self.releases.prepare(rt.name, src.resolve())
-            release: Release | None = rel
-            run_from = rel.run_dir()
+            prepare = self._release_job(rt, src.resolve())
         else:
             src = rt.config.path
             check_source(rt, src)
-            release = self._snapshot(rt, src)
-            run_from = src
+            prepare = self._snapshot_job(rt, src)
         rt.desired, rt.errored, rt.restart_at = "running", False, None
         self.router.reopen(rt.name)
         self.runner.begin(
             rt,
             RolloutOp.UPGRADE,
-            run_from,
+            src,
             self.clock(),
-            release=release,
+            prepare=prepare,
             done=done,
             progress=progress,
         )
@@ -198,6 +218,9 @@ class Lifecycle:
         self.runner.proc_gone(rt, proc, self.clock())
         self._settle(rt)
 
+    def release_unused(self, rt: SkillRuntime, release: Release) -> None:
+        self.releases.discard(rt.name, release)
+
     def rollout_finished(self, rt: SkillRuntime, ar: ActiveRollout, ok: bool) -> None:
         now = self.clock()
         rel = ar.release
@@ -220,23 +243,39 @@ class Lifecycle:
             return None
         return lambda _report, err: done(None if err else self.sup.status(rt, self.clock()), err)
 
-    def _start_source(self, rt: SkillRuntime) -> tuple[Path, Release | None]:
-        """Where a (re)start runs from: the current release if it came from
-        ``--from`` and still exists, else the configured path."""
-        cur = self.releases.current(rt.name)
-        if cur is not None and Path(cur.source) != rt.config.path and cur.run_dir().is_dir():
-            return cur.run_dir(), cur
-        return rt.config.path, self._snapshot(rt, rt.config.path)
+    # The jobs below read and copy whole trees: they run off the daemon's
+    # thread (see .jobs) and touch nothing but the release store's files.
 
-    def _snapshot(self, rt: SkillRuntime, src: Path) -> Release | None:
-        """A release for code run in place: reuse the current one if the code
-        did not change, else keep a copy for a later rollback."""
-        if not src.is_dir():
-            return None
-        cur = self.releases.current(rt.name)
-        if cur is not None and cur.source == str(src) and cur.digest == tree_digest(src):
-            return cur
-        return self.releases.prepare(rt.name, src)
+    def _release_job(self, rt: SkillRuntime, src: Path) -> PrepareJob:
+        """For ``upgrade --from``: a private copy of ``src``, run from there."""
+        releases, name = self.releases, rt.name
+
+        def job(cancelled: threading.Event) -> Prepared:
+            rel = releases.prepare(name, src, cancelled)
+            return Prepared(rel.run_dir(), rel, _copied(rel, src))
+
+        return job
+
+    def _snapshot_job(self, rt: SkillRuntime, src: Path) -> PrepareJob:
+        """For code run in place: reuse the current release if the code did
+        not change, else keep a copy for a later rollback; run from ``src``."""
+        releases, name = self.releases, rt.name
+
+        def job(cancelled: threading.Event) -> Prepared:
+            if not src.is_dir():
+                return Prepared(src, None, f"{src} is not a directory")
+            cur = releases.current(name)
+            unchanged = (
+                cur is not None
+                and cur.source == str(src)
+                and cur.digest == tree_digest(src, cancelled)
+            )
+            if cur is not None and unchanged:
+                return Prepared(src, cur, f"code unchanged since release {cur.id}")
+            rel = releases.prepare(name, src, cancelled)
+            return Prepared(src, rel, _copied(rel, src))
+
+        return job
 
     def _settle(self, rt: SkillRuntime) -> None:
         if not rt.procs and rt.stop_waiters and rt.rollout is None:
@@ -279,6 +318,12 @@ class Lifecycle:
                     rt.name, EventKind.BACKOFF, delay_s=delay, failures=n, how=how, detail=detail
                 )
                 log.warning("%s: %s; restarting in %.2f s", rt.name, how, delay)
+
+
+def _copied(rel: Release, src: Path) -> str:
+    if rel.path:
+        return f"release {rel.id}: {src} copied for rollback"
+    return f"release {rel.id}: {src} too large to copy; a rollback reruns it in place"
 
 
 def check_source(rt: SkillRuntime, src: Path) -> None:

@@ -37,6 +37,7 @@ from . import process
 from .control import ControlServer
 from .dispatch import Dispatcher
 from .events import EventLog
+from .jobs import ThreadJobs
 from .lifecycle import Lifecycle
 from .logfiles import LogFile
 from .process import Processes
@@ -91,7 +92,11 @@ class Daemon:
             workers_endpoint=self.endpoints.workers,
             processes=processes,
         )
-        self.life = Lifecycle(config, self.router, self.events, self.releases, self.clock, io)
+        # Copies and hashes of skill code run off this thread (see .jobs).
+        self.jobs = ThreadJobs(self._watch_fd)
+        self.life = Lifecycle(
+            config, self.router, self.events, self.releases, self.clock, io, self.jobs
+        )
         self.sup = self.life.sup
         self.control = ControlServer(
             self.life,
@@ -132,12 +137,9 @@ class Daemon:
     # --- setup -----------------------------------------------------------------
 
     def _lock_run_dir(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
-        sdir = self.layout.socket_dir
-        if sdir != self.run_dir:
-            sdir.mkdir(parents=True, exist_ok=True)
-            os.chmod(sdir, 0o700)
+        # The run dir and the socket dir: ours alone, or a clear refusal
+        # (another user's directory, a symbolic link in /tmp, a file).
+        self.layout.make_private()
         path = self.layout.pid_file
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -347,6 +349,7 @@ class Daemon:
         for rt in self.sup.skills.values():
             self.router.close(rt.name, "the daemon stopped")
             rt.log.close()
+        self.jobs.close()  # a release still being copied is no longer wanted
         # 3b. Sockets: their files first, so no client connects to a dead one.
         for p in self.endpoints.paths():
             p.unlink(missing_ok=True)

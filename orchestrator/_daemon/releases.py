@@ -17,7 +17,9 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,24 +74,47 @@ class ReleaseStore:
             return None
         return rels[idx - 1]
 
-    def prepare(self, skill: str, source: Path) -> Release:
-        """Copy ``source`` aside as a candidate release (not yet current)."""
-        digest = tree_digest(source)
+    def prepare(
+        self, skill: str, source: Path, cancelled: threading.Event | None = None
+    ) -> Release:
+        """Copy ``source`` aside as a candidate release (not yet current).
+
+        Reads and copies a whole tree: the daemon runs it off its own thread
+        (see ``jobs``). ``cancelled``, once set, makes it stop at the next
+        directory and raise PrepareCancelled, leaving nothing behind."""
+        digest = tree_digest(source, cancelled)
         rels = self.all(skill)
-        rid = max((r.id for r in rels), default=0) + 1
-        dest = self.root / skill / str(rid)
+        rid, dest = self._claim(skill, max((r.id for r in rels), default=0) + 1)
         path = ""
         try:
             if dir_size(source) <= MAX_COPY_BYTES:
-                if dest.exists():
-                    shutil.rmtree(dest)
-                shutil.copytree(source, dest, ignore=_ignore, symlinks=True)
+                shutil.copytree(
+                    source, dest, ignore=_ignorer(cancelled), symlinks=True, dirs_exist_ok=True
+                )
                 path = str(dest)
             else:
                 log.warning("%s: %s is too large to keep a copy; rollback reruns it", skill, source)
+        except PrepareCancelled:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
         except OSError as exc:
             log.warning("%s: cannot copy %s for rollback: %s", skill, source, exc)
+        if not path:
+            shutil.rmtree(dest, ignore_errors=True)
         return Release(rid, str(source), path, digest, time.time())
+
+    def _claim(self, skill: str, rid: int) -> tuple[int, Path]:
+        """The first release id from ``rid`` on whose directory nobody has:
+        made here, so a candidate still being copied is never shared."""
+        (self.root / skill).mkdir(parents=True, exist_ok=True)
+        while True:
+            dest = self.root / skill / str(rid)
+            try:
+                dest.mkdir()
+            except FileExistsError:
+                rid += 1
+                continue
+            return rid, dest
 
     def discard(self, skill: str, rel: Release) -> None:
         """Remove a candidate that never became current."""
@@ -120,23 +145,37 @@ class ReleaseStore:
         os.replace(tmp, d / "index.json")
 
 
-def _ignore(directory: str, names: list[str]) -> set[str]:
-    return {n for n in names if n in IGNORED or n.endswith(".pyc")}
+class PrepareCancelled(Exception):
+    """The release being prepared is no longer wanted."""
 
 
-def _walk(root: Path) -> list[Path]:
+def _ignorer(cancelled: threading.Event | None) -> Callable[[str, list[str]], set[str]]:
+    """copytree's ``ignore``: called once per directory, so also where a
+    copy that is no longer wanted stops."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        if cancelled is not None and cancelled.is_set():
+            raise PrepareCancelled(directory)
+        return {n for n in names if n in IGNORED or n.endswith(".pyc")}
+
+    return ignore
+
+
+def _walk(root: Path, cancelled: threading.Event | None = None) -> list[Path]:
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
+        if cancelled is not None and cancelled.is_set():
+            raise PrepareCancelled(dirpath)
         dirnames[:] = sorted(d for d in dirnames if d not in IGNORED)
         out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.endswith(".pyc"))
     return out
 
 
-def tree_digest(root: Path) -> str:
+def tree_digest(root: Path, cancelled: threading.Event | None = None) -> str:
     """A digest to tell whether code changed: of the files' contents, or, past
     MAX_COPY_BYTES (a tree too large to copy, and to read at every start), of
     their names, sizes and modification times."""
-    files = _walk(root)
+    files = _walk(root, cancelled)
     by_content = dir_size(root) <= MAX_COPY_BYTES
     h = hashlib.sha256()
     for f in files:

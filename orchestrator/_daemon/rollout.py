@@ -3,16 +3,19 @@ ones, and retires the old ones only once the new one has proven itself.
 Start, restart, upgrade and rollback are all rollouts (a start simply has
 no old process to drain).
 
-    SPAWNING --spawned--> WAITING_HELLO --hello--> HEALTH_CHECKING --healthy--> DRAINING
-       |                      |      (no health hook: straight on)    |     (the switch:
-       |                      |                                       |      new calls go to
-       |                      |                                       |      the new process)
-       +-- spawn error -------+-- timeout, exit, refused hello -------+-- unhealthy, timeout
-                              |                                                  |
-                              v                                          old processes gone
-                         ROLLED_BACK: the new process is killed;                  |
-                         nothing else changed, the old ones still serve           v
-                                                                                 DONE
+PREPARING -prepared-> SPAWNING -spawned-> WAITING_HELLO -hello-> HEALTH_CHECKING -healthy-> DRAINING
+  |                     |                  |  (no health hook: on) |       (the switch:   |
+  |                     |                  |                       |     new calls go to  |
+  |                     |                  |                       |     the new process) |
+  +-- copy error -------+-- spawn error ---+-- timeout, exit, -----+-- unhealthy,   old ones gone
+                                           |   refused hello            timeout          |
+                                           v                                             v
+                ROLLED_BACK: the new process is killed;                                 DONE
+                nothing else changed, the old ones still serve
+
+PREPARING comes first only when the rollout brings new code (a release to
+copy, a tree to hash); it runs off the daemon's thread, and its end comes
+back as ``prepared``. Other rollouts start at SPAWNING.
 
 Decisions only: every method takes ``now`` and returns the actions for the
 daemon to carry out, so the machine is unit-tested with a fake clock.
@@ -27,6 +30,7 @@ from .._status import StepStatus
 
 
 class Phase(Enum):
+    PREPARING = "preparing"
     SPAWNING = "spawning"
     WAITING_HELLO = "waiting_hello"
     HEALTH_CHECKING = "health_checking"
@@ -36,6 +40,7 @@ class Phase(Enum):
 
 
 class Step(StrEnum):
+    PREPARE = "prepare"
     SPAWN = "spawn"
     HELLO = "hello"
     HEALTH = "health"
@@ -46,6 +51,11 @@ class Step(StrEnum):
 
 
 # --- actions for the daemon ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Copy and hash the new code, off the daemon's thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +95,11 @@ class Finish:
     failed_step: Step | None = None
 
 
-Action = Spawn | CheckHealth | Switch | KillNew | Report | Finish
+Action = Prepare | Spawn | CheckHealth | Switch | KillNew | Report | Finish
 
-_BEFORE_SWITCH = (Phase.SPAWNING, Phase.WAITING_HELLO, Phase.HEALTH_CHECKING)
+_BEFORE_SWITCH = (Phase.PREPARING, Phase.SPAWNING, Phase.WAITING_HELLO, Phase.HEALTH_CHECKING)
 _STEP_OF = {
+    Phase.PREPARING: Step.PREPARE,
     Phase.SPAWNING: Step.SPAWN,
     Phase.WAITING_HELLO: Step.HELLO,
     Phase.HEALTH_CHECKING: Step.HEALTH,
@@ -114,9 +125,22 @@ class Rollout:
 
     # --- inputs ----------------------------------------------------------------
 
-    def start(self, now: float) -> list[Action]:
+    def start(self, now: float, *, prepare: bool = False) -> list[Action]:
         self.started_at = self._step_at = now
+        if prepare:
+            self.phase = Phase.PREPARING
+            return [self._report(Step.PREPARE, StepStatus.STARTED, now), Prepare()]
         return [self._report(Step.SPAWN, StepStatus.STARTED, now), Spawn()]
+
+    def prepared(self, now: float, detail: str = "") -> list[Action]:
+        if self.phase is not Phase.PREPARING:
+            return []
+        done = self._report(Step.PREPARE, StepStatus.OK, now, detail)
+        self.phase, self._step_at = Phase.SPAWNING, now
+        return [done, self._report(Step.SPAWN, StepStatus.STARTED, now), Spawn()]
+
+    def prepare_failed(self, now: float, reason: str) -> list[Action]:
+        return self._fail(now, reason)
 
     def spawned(self, now: float, detail: str = "") -> list[Action]:
         if self.phase is not Phase.SPAWNING:

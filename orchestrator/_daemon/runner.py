@@ -13,6 +13,7 @@ stream, then whoever waits for the answer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,12 +21,15 @@ from ipc import UpgradeFailed, UpgradeInProgress
 
 from .._status import EventKind, RolloutOp, StepStatus
 from .events import EventLog
+from .jobs import Jobs
 from .releases import Release
 from .rollout import (
     Action,
     CheckHealth,
     Finish,
     KillNew,
+    Phase,
+    Prepare,
     Report,
     Rollout,
     Spawn,
@@ -33,7 +37,7 @@ from .rollout import (
     Switch,
 )
 from .router import InstanceState
-from .runtime import ActiveRollout, Done, Proc, ProgressFn, SkillRuntime
+from .runtime import ActiveRollout, Done, Prepared, PrepareJob, Proc, ProgressFn, SkillRuntime
 from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.upgrade")
@@ -44,12 +48,26 @@ class RolloutListener(Protocol):
 
     def rollout_finished(self, rt: SkillRuntime, ar: ActiveRollout, ok: bool) -> None: ...
 
+    def release_unused(self, rt: SkillRuntime, release: Release) -> None:
+        """A release prepared for a rollout that ended before it was ready."""
+        ...
+
 
 class RolloutRunner:
-    def __init__(self, supervisor: Supervisor, events: EventLog, listener: RolloutListener) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        events: EventLog,
+        listener: RolloutListener,
+        *,
+        jobs: Jobs,
+        clock: Callable[[], float],
+    ) -> None:
         self.sup = supervisor
         self.events = events
         self._listener = listener
+        self._jobs = jobs
+        self._clock = clock
 
     def begin(
         self,
@@ -59,9 +77,13 @@ class RolloutRunner:
         now: float,
         *,
         release: Release | None = None,
+        prepare: PrepareJob | None = None,
         done: Done | None = None,
         progress: ProgressFn | None = None,
     ) -> ActiveRollout:
+        """Start a rollout of ``rt`` from ``source``; with ``prepare``, the
+        new code is first made ready off the daemon's thread, and the source
+        and release it returns replace those given here."""
         self.ensure_idle(rt)
         s = rt.config.settings
         old = rt.active()
@@ -72,6 +94,7 @@ class RolloutRunner:
             old=old,
             old_version=old[0].inst.version if old else rt.last_version,
             release=release,
+            prepare=prepare,
         )
         if old:
             ar.old_tools = {n: t.to_wire() for n, t in old[0].inst.tools.items()}
@@ -80,7 +103,7 @@ class RolloutRunner:
         if progress is not None:
             ar.progress.append(progress)
         rt.rollout = ar
-        self._apply(rt, ar, ar.machine.start(now), now)
+        self._apply(rt, ar, ar.machine.start(now, prepare=prepare is not None), now)
         return ar
 
     def ensure_idle(self, rt: SkillRuntime) -> None:
@@ -144,6 +167,8 @@ class RolloutRunner:
             match action:
                 case Report():
                     self._report(rt, ar, action)
+                case Prepare():
+                    self._prepare(rt, ar)
                 case Spawn():
                     self._spawn(rt, ar, now)
                 case CheckHealth(timeout_s=timeout_s):
@@ -161,6 +186,38 @@ class RolloutRunner:
         # drain is over as soon as it is reported begun, not before.
         if switched and not any(p.id in rt.procs for p in ar.old):
             self._apply(rt, ar, ar.machine.old_drained(now), now)
+
+    def _prepare(self, rt: SkillRuntime, ar: ActiveRollout) -> None:
+        assert ar.prepare is not None
+        job = ar.prepare
+
+        def done(result: Prepared | None, exc: BaseException | None) -> None:
+            self._prepared(rt, ar, result, exc)
+
+        ar.stop_preparing = self._jobs.submit(job, done)
+
+    def _prepared(
+        self,
+        rt: SkillRuntime,
+        ar: ActiveRollout,
+        result: Prepared | None,
+        exc: BaseException | None,
+    ) -> None:
+        """The new code is ready (or could not be made so): on the daemon's
+        thread again, where the rollout goes on -- if it is still wanted."""
+        now = self._clock()
+        if rt.rollout is not ar or ar.machine.phase is not Phase.PREPARING:
+            if result is not None and result.release is not None:
+                self._listener.release_unused(rt, result.release)
+            return
+        if exc is not None or result is None:
+            why = f"{type(exc).__name__}: {exc}" if exc is not None else "no result"
+            self._apply(
+                rt, ar, ar.machine.prepare_failed(now, f"cannot prepare the code: {why}"), now
+            )
+            return
+        ar.source, ar.release = result.source, result.release
+        self._apply(rt, ar, ar.machine.prepared(now, result.detail), now)
 
     def _spawn(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
         try:
@@ -212,6 +269,8 @@ class RolloutRunner:
 
     def _finish(self, rt: SkillRuntime, ar: ActiveRollout, f: Finish) -> None:
         rt.rollout = None
+        if ar.stop_preparing is not None:
+            ar.stop_preparing.set()  # a copy still running is no longer wanted
         new = ar.new
         report: dict[str, Any] = {
             "skill": rt.name,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,19 @@ Done = Callable[[Any, Exception | None], None]
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """New code made ready to run: where from, and the release recording it."""
+
+    source: Path
+    release: Release | None
+    detail: str
+
+
+PrepareJob = Callable[[threading.Event], Prepared]
+"""Copies and hashes new code, off the daemon's thread (see ``jobs``)."""
+
+
 @dataclass(eq=False, slots=True)
 class ActiveRollout:
     """A rollout in progress and who waits for it."""
@@ -80,6 +94,9 @@ class ActiveRollout:
     # served), and whether the new version's differ: decided at the switch.
     old_tools: dict[str, Any] | None = None
     tools_changed: bool = False
+    # New code to prepare before the spawn, and the Event that stops it.
+    prepare: PrepareJob | None = None
+    stop_preparing: threading.Event | None = None
 
 
 @dataclass(eq=False, slots=True)

@@ -61,6 +61,7 @@ def test_upgrade_from_dir_serves_new_version(zs: Daemon, releases_dir: Path) -> 
     report = c.upgrade("echo", v2, on_progress=steps.append)
     assert report["old_version"] == "1.0.0" and report["new_version"] == "2.0.0"
     assert [s["step"] for s in steps if s["status"] == "ok"] == [
+        "prepare",
         "spawn",
         "hello",
         "health",

@@ -11,10 +11,11 @@ process is started and no socket is opened.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ipc import (
     ENV_SECRET,
@@ -27,13 +28,16 @@ from ipc import (
 )
 from orchestrator._config import Config, parse
 from orchestrator._daemon.events import EventLog
+from orchestrator._daemon.jobs import InlineJobs, Job, JobDone, Jobs
 from orchestrator._daemon.lifecycle import Lifecycle
 from orchestrator._daemon.logfiles import LogFile
 from orchestrator._daemon.process import Child, Processes
-from orchestrator._daemon.releases import ReleaseStore
+from orchestrator._daemon.releases import Release, ReleaseStore
 from orchestrator._daemon.router import Instance, PendingCall, Router
 from orchestrator._daemon.runtime import ActiveRollout, Proc, SkillRuntime
 from orchestrator._daemon.supervisor import ProcExit, SupervisorIo
+
+T = TypeVar("T")
 
 
 class FakeProcesses:
@@ -121,6 +125,7 @@ class Recorder:
     exited: list[tuple[Proc, ProcExit]] = field(default_factory=list)
     gone: list[Proc] = field(default_factory=list)
     finished: list[tuple[str, bool]] = field(default_factory=list)
+    unused: list[int] = field(default_factory=list)
 
     def proc_exited(self, proc: Proc, exit: ProcExit) -> None:
         self.exited.append((proc, exit))
@@ -130,6 +135,34 @@ class Recorder:
 
     def rollout_finished(self, rt: SkillRuntime, ar: ActiveRollout, ok: bool) -> None:
         self.finished.append((ar.op.value, ok))
+
+    def release_unused(self, rt: SkillRuntime, release: Release) -> None:
+        self.unused.append(release.id)
+
+
+@dataclass
+class DeferredJobs:
+    """Jobs held until the test runs them, as a worker thread would later."""
+
+    pending: list[tuple[Job[Any], JobDone[Any], threading.Event]] = field(default_factory=list)
+
+    def submit(self, job: Job[T], done: JobDone[T]) -> threading.Event:
+        cancelled = threading.Event()
+        self.pending.append((job, done, cancelled))
+        return cancelled
+
+    def run_next(self) -> None:
+        """Run the oldest job, then hand its outcome over (the daemon's side)."""
+        job, done, cancelled = self.pending.pop(0)
+        try:
+            result = job(cancelled)
+        except BaseException as exc:
+            done(None, exc)
+        else:
+            done(result, None)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -163,7 +196,7 @@ class Harness:
     """A Lifecycle (with its Supervisor and RolloutRunner) on fakes, the way
     the Daemon wires it, skills registered."""
 
-    def __init__(self, base: Path, **settings: Any) -> None:
+    def __init__(self, base: Path, *, jobs: Jobs | None = None, **settings: Any) -> None:
         self.config = make_config(base, **settings)
         self.clock = Clock()
         self.procs = FakeProcesses()
@@ -177,7 +210,10 @@ class Harness:
         self.releases = ReleaseStore(base / "run" / "releases", keep=3)
         processes: Processes = self.procs
         io = SupervisorIo(self.wire.send, self.wire.watch_fd, "ipc:///tmp/fake", processes)
-        self.life = Lifecycle(self.config, self.router, self.events, self.releases, self.clock, io)
+        self.jobs: Jobs = InlineJobs() if jobs is None else jobs
+        self.life = Lifecycle(
+            self.config, self.router, self.events, self.releases, self.clock, io, self.jobs
+        )
         self.sup = self.life.sup
         for name, sc in self.config.skills.items():
             lf = LogFile(base / "run" / "logs" / f"{name}.log", max_bytes=1 << 20, keep=1)

@@ -47,6 +47,8 @@ def test_start_runs_a_rollout_and_answers_with_the_status(h: Harness) -> None:
         if e["type"] == "rollout"
     ]
     assert steps == [
+        ("prepare", "started"),  # the code hashed and copied, off the daemon's thread
+        ("prepare", "ok"),
         ("spawn", "started"),
         ("spawn", "ok"),
         ("hello", "started"),

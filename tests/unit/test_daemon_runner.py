@@ -4,15 +4,25 @@ that owns it (test_daemon_fakes.Harness); no child process is started."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_daemon_fakes import FakeProcesses, FakeWire, Harness, Recorder, hello_msg, make_config
+from test_daemon_fakes import (
+    DeferredJobs,
+    FakeProcesses,
+    FakeWire,
+    Harness,
+    Recorder,
+    hello_msg,
+    make_config,
+)
 
 from ipc import HealthCheck, UpgradeFailed, UpgradeInProgress
 from orchestrator._daemon.events import EventLog
+from orchestrator._daemon.jobs import InlineJobs
 from orchestrator._daemon.logfiles import LogFile
 from orchestrator._daemon.router import Router
 from orchestrator._daemon.runner import RolloutRunner
@@ -80,6 +90,7 @@ def test_upgrade_spawn_hello_health_switch_drain_done(h: Harness) -> None:
         "2.0.0",
     )
     assert [(s["step"], s["status"]) for s in report["steps"]] == [
+        ("prepare", "ok"),
         ("spawn", "ok"),
         ("hello", "ok"),
         ("health", "ok"),
@@ -152,7 +163,7 @@ def test_runner_alone_reports_a_spawn_failure_to_its_listener(tmp_path: Path) ->
     sup = Supervisor(
         config, router, events, SupervisorIo(wire.send, wire.watch_fd, "x", procs), listener
     )
-    runner = RolloutRunner(sup, events, listener)
+    runner = RolloutRunner(sup, events, listener, jobs=InlineJobs(), clock=lambda: 0.0)
     sc = config.skills["echo"]
     rt = sup.skills["echo"] = SkillRuntime(
         config=sc, log=LogFile(tmp_path / "echo.log", max_bytes=1 << 20, keep=1), source=sc.path
@@ -172,3 +183,73 @@ def test_runner_alone_reports_a_spawn_failure_to_its_listener(tmp_path: Path) ->
     finally:
         events.close()
         rt.log.close()
+
+
+# --- the prepare step: code copied and hashed off the daemon's thread ---------------
+
+
+@pytest.fixture
+def hd(tmp_path: Path) -> Iterator[Harness]:
+    """A harness whose jobs wait until the test runs them."""
+    harness = Harness(tmp_path, jobs=DeferredJobs())
+    yield harness
+    harness.close()
+
+
+def started(hd: Harness) -> Proc:
+    hd.life.start(hd.rt)
+    jobs = hd.jobs
+    assert isinstance(jobs, DeferredJobs)
+    jobs.run_next()
+    proc = hd.newest()
+    hd.hello(proc)
+    return proc
+
+
+def test_an_upgrade_waits_for_its_code_to_be_prepared(hd: Harness) -> None:
+    old = started(hd)
+    jobs = hd.jobs
+    assert isinstance(jobs, DeferredJobs)
+    w = Waiter()
+    hd.life.upgrade(hd.rt, None, w.done, w.step)
+    # Nothing spawned yet: the copy runs elsewhere; the old version serves.
+    assert len(hd.procs.spawned) == 1 and hd.rt.active() == [old]
+    assert [(p["step"], p["status"]) for p in w.progress] == [("prepare", "started")]
+    assert hd.sup.status(hd.rt, hd.clock())["state"] == "upgrading"
+    with pytest.raises(UpgradeInProgress, match="phase preparing"):
+        hd.life.restart(hd.rt)
+    jobs.run_next()
+    assert ("prepare", "ok") in [(p["step"], p["status"]) for p in w.progress]
+    assert len(hd.procs.spawned) == 2  # then the new process, as before
+
+
+def test_a_stop_while_preparing_answers_and_stops_the_copy(hd: Harness) -> None:
+    started(hd)
+    jobs = hd.jobs
+    assert isinstance(jobs, DeferredJobs)
+    w = Waiter()
+    hd.life.upgrade(hd.rt, None, w.done)
+    (_, _, cancelled) = jobs.pending[0]
+    hd.life.stop(hd.rt)
+    ((_, err),) = w.calls
+    assert isinstance(err, UpgradeFailed) and err.details["step"] == "prepare"
+    assert cancelled.is_set()  # the copy is told to give up
+    releases_before = sorted(p.name for p in (hd.releases.root / "echo").iterdir())
+    jobs.run_next()  # the job sees the Event, stops, and leaves no copy behind
+    assert sorted(p.name for p in (hd.releases.root / "echo").iterdir()) == releases_before
+    assert len(hd.procs.spawned) == 1
+
+
+def test_a_release_ready_too_late_is_discarded(hd: Harness) -> None:
+    started(hd)
+    jobs = hd.jobs
+    assert isinstance(jobs, DeferredJobs)
+    (hd.rt.config.path / "new.txt").write_text("changed code: a new release is copied")
+    hd.life.upgrade(hd.rt, None)
+    job, done, _ = jobs.pending.pop(0)
+    result = job(threading.Event())  # the copy finished just as ...
+    assert result.release is not None and Path(result.release.path).is_dir()
+    hd.life.stop(hd.rt)  # ... the rollout ended
+    done(result, None)
+    assert not Path(result.release.path).exists()
+    assert len(hd.procs.spawned) == 1

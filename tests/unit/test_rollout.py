@@ -7,6 +7,7 @@ from orchestrator._daemon.rollout import (
     Finish,
     KillNew,
     Phase,
+    Prepare,
     Report,
     Rollout,
     Spawn,
@@ -112,3 +113,31 @@ def test_refused_hello() -> None:
     out = m.refused(0.1, "speaks protocol version 999")
     fin = out[-1]
     assert isinstance(fin, Finish) and "999" in fin.reason and fin.failed_step is Step.HELLO
+
+
+def test_prepare_comes_first_and_times_its_own_step() -> None:
+    r = Rollout(start_timeout_s=5, health_timeout_s=5)
+    first = r.start(10.0, prepare=True)
+    assert [type(a) for a in first] == [Report, Prepare]
+    assert r.tick(1000.0) == []  # a long copy has no deadline of its own
+    actions = r.prepared(12.5, "release 2")
+    reports = [a for a in actions if isinstance(a, Report)]
+    assert (reports[0].step, reports[0].elapsed_s, reports[0].detail) == (
+        Step.PREPARE,
+        2.5,
+        "release 2",
+    )
+    assert isinstance(actions[-1], Spawn)
+    assert r.prepared(13.0) == []  # only once
+
+
+def test_a_failed_or_cancelled_prepare_rolls_back_at_that_step() -> None:
+    r = Rollout(start_timeout_s=5, health_timeout_s=5)
+    r.start(0.0, prepare=True)
+    actions = r.cancel(1.0, "the skill was stopped")
+    fin = actions[-1]
+    assert isinstance(fin, Finish) and not fin.ok and fin.failed_step is Step.PREPARE
+    r2 = Rollout(start_timeout_s=5, health_timeout_s=5)
+    r2.start(0.0, prepare=True)
+    fin2 = r2.prepare_failed(1.0, "cannot prepare the code: OSError")[-1]
+    assert isinstance(fin2, Finish) and fin2.reason.startswith("cannot prepare")
