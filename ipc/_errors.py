@@ -15,7 +15,8 @@
     │   ├── RemoteError           the handler raised (remote type, traceback)
     │   ├── CallTimeout           no result within the call's deadline
     │   ├── OutcomeUnknown        the skill died mid-call; it may or may not have run
-    │   └── SkillUnavailable      the skill is stopped, errored or shutting down
+    │   ├── SkillUnavailable      the skill is stopped, errored or shutting down
+    │   └── SkillOverloaded       the skill's queue is full (max_queued); try later
     └── ControlError              a control operation failed
         ├── BadRequest
         ├── UpgradeInProgress
@@ -105,6 +106,10 @@ class OutcomeUnknown(CallError):
 
 
 class SkillUnavailable(CallError):
+    pass
+
+
+class SkillOverloaded(CallError):
     pass
 
 
