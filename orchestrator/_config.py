@@ -15,8 +15,12 @@
     health_timeout_s = 5
     grace_s = 30                     # drain before SIGTERM...
     kill_timeout_s = 5               # ...then SIGKILL of the process tree
+    memory_limit = "512MiB"          # per process tree; over it: a zero-downtime restart
+    max_queued = 10000               # calls waiting for a slot; more are refused at once
 
 Unknown keys and wrong types are errors naming the key and the file.
+``memory_limit`` is a number of bytes or a string with a unit: B, kB, MB,
+GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), any case.
 """
 
 from __future__ import annotations
@@ -28,12 +32,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ipc import MAX_MESSAGE_BYTES, ConfigError
 
 DEFAULT_CONFIG = "zskill.toml"
 SKILL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+DEFAULT_MAX_QUEUED = 10_000
+MIN_MEMORY_LIMIT = 1 << 20  # less could not hold an interpreter: a restart loop
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an int or a string such as ``"512MiB"`` or ``"1.5GB"``;
+    ValueError saying what is accepted."""
+    if isinstance(value, bool):  # an int to Python, never a size to a user
+        raise ValueError("must be a size such as 512MiB or a number of bytes")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)) and m[2].lower() in _UNITS:
+        n = int(float(m[1]) * _UNITS[m[2].lower()])
+    else:
+        raise ValueError(
+            "must be a number of bytes or a size with a unit "
+            "(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), such as 512MiB"
+        )
+    if n < MIN_MEMORY_LIMIT:
+        raise ValueError(f"must be at least 1MiB ({MIN_MEMORY_LIMIT} bytes)")
+    return n
 
 
 class _Strict(BaseModel):
@@ -73,6 +112,17 @@ class SkillSettings(_Strict):
     restart_window_s: float = Field(default=60.0, gt=0)
     backoff_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
+    # Bytes of resident memory one process tree may use (None: no limit).
+    # Over it, the process is replaced by a zero-downtime restart.
+    memory_limit: int | None = None
+    # Calls waiting in the daemon for a free slot; one more is refused at
+    # once with SkillOverloaded, so a flood cannot grow the daemon unbounded.
+    max_queued: int = Field(default=DEFAULT_MAX_QUEUED, ge=1)
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int | None:
+        return None if value is None else parse_size(value)
 
 
 class _File(_Strict):
@@ -122,7 +172,11 @@ def _explain(exc: ValidationError, path: Path) -> str:
         elif err["type"] == "missing":
             lines.append(f"{path}: missing key {key!r}")
         else:
-            lines.append(f"{path}: key {key!r}: {err['msg']} (got {err.get('input')!r})")
+            # A validator's own ValueError reads best without pydantic's prefix.
+            ctx = err.get("ctx") or {}
+            own = err["type"] == "value_error" and "error" in ctx
+            msg = str(ctx["error"]) if own else err["msg"]
+            lines.append(f"{path}: key {key!r}: {msg} (got {err.get('input')!r})")
     return "\n".join(lines)
 
 
@@ -159,6 +213,11 @@ def load(path: str | Path | None = None) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}", file=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: not a text file in UTF-8 (byte {exc.start}: {exc.reason}); TOML files are UTF-8",
+            file=str(p),
+        ) from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
