@@ -85,8 +85,8 @@ class AsyncClient:
         server_key: str | Path | None = None,
         client_key: str | Path | None = None,
     ) -> None:
+        self._timeout = common.check_timeout(timeout)
         self._target = Target.resolve(target, max_message_bytes, server_key, client_key)
-        self._timeout = timeout
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -157,6 +157,7 @@ class AsyncClient:
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> Any:
+        timeout = common.check_wait(timeout)
         req_id = next(self._ids)
         frames = common.request_frames(req_id, op, args, self._target.max_bytes)
         return common.reply_body(await self._roundtrip(req_id, frames, timeout, op, on_progress))

@@ -9,6 +9,7 @@ module sees typed messages only.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -167,6 +168,31 @@ class Target:
         return pid > 0 and psutil.pid_exists(pid)
 
 
+def check_timeout(timeout_s: float, what: str = "timeout") -> float:
+    """``timeout_s`` as a float, if it is a number of seconds a wait can last:
+    positive and finite. Anything else raises InvalidArguments: a timeout of
+    0 or less would give up at once (while the daemon, seeing no usable
+    deadline, ran the call with its default), and NaN compares false with
+    every deadline."""
+    try:
+        seconds = float(timeout_s)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArguments(
+            f"{what} must be a number of seconds, not {timeout_s!r}", timeout=repr(timeout_s)
+        ) from exc
+    if not 0.0 < seconds < math.inf:  # NaN fails this too
+        raise InvalidArguments(
+            f"{what} must be a positive, finite number of seconds, not {timeout_s!r}",
+            timeout=repr(timeout_s),
+        )
+    return seconds
+
+
+def check_wait(timeout_s: float | None) -> float | None:
+    """As :func:`check_timeout`, with None (no limit) allowed."""
+    return None if timeout_s is None else check_timeout(timeout_s)
+
+
 def _check_size(frames: Frames, max_bytes: int) -> Frames:
     size = sum(map(len, frames))
     if size > max_bytes:
@@ -184,7 +210,8 @@ def call_frames(
     timeout_s: float,
     max_bytes: int,
 ) -> Frames:
-    """Frames of a CallRequest; the arguments are encoded here, once."""
+    """Frames of a CallRequest; the arguments are encoded here, once.
+    ``timeout_s`` must be positive and finite (InvalidArguments otherwise)."""
     if type(args) is not dict:
         if args is None:
             args = {}
@@ -196,8 +223,10 @@ def call_frames(
                 skill=skill,
                 tool=tool,
             )
+    if type(timeout_s) is not float or not 0.0 < timeout_s < math.inf:  # NaN fails this too
+        timeout_s = check_timeout(timeout_s)  # the error, or an int or str made a float
     payload = ipc.encode_payload(args)
-    msg = CallRequest(req_id, skill, tool, float(timeout_s), payload=payload)
+    msg = CallRequest(req_id, skill, tool, timeout_s, payload=payload)
     return _check_size(ipc.encode(msg), max_bytes)
 
 

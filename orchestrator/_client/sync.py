@@ -46,8 +46,8 @@ class Client:
         server_key: str | Path | None = None,
         client_key: str | Path | None = None,
     ) -> None:
+        self._timeout = common.check_timeout(timeout)
         self._target = Target.resolve(target, max_message_bytes, server_key, client_key)
-        self._timeout = timeout
         self._ids = itertools.count(1)
         self._ctx = zmq.Context.instance()
         self._conn = Connection(self._ctx, self._target)
@@ -116,6 +116,7 @@ class Client:
     ) -> Any:
         """Run a control operation; return its reply's body. Without a timeout,
         wait as long as the daemon lives (an upgrade may drain for grace_s)."""
+        timeout = common.check_wait(timeout)
         req_id = next(self._ids)
         frames = common.request_frames(req_id, op, args, self._target.max_bytes)
         return common.reply_body(self._conn.roundtrip(req_id, frames, timeout, op, on_progress))

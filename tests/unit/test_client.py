@@ -126,6 +126,25 @@ def test_call_returns_the_result(client: Client, daemon: FakeDaemon) -> None:
     assert (sent.skill, sent.tool, sent.timeout_s) == ("echo", "echo", 5.0)
 
 
+BAD_TIMEOUTS = [0, 0.0, -1.0, float("nan"), float("inf"), -float("inf"), "soon"]
+
+
+@pytest.mark.parametrize("bad", BAD_TIMEOUTS, ids=repr)
+def test_a_timeout_not_positive_and_finite_is_refused_before_sending(
+    client: Client, daemon: FakeDaemon, bad: Any
+) -> None:
+    """Hardening 9: a timeout of 0 (or less) gave up at once and said "no
+    daemon", while the daemon ran the call with its 60 s default."""
+    with pytest.raises(InvalidArguments, match=r"positive, finite number of seconds|a number"):
+        client.call("echo", "echo", timeout=bad)
+    with pytest.raises(InvalidArguments, match="timeout"):
+        client.request("list", timeout=bad)
+    with pytest.raises(InvalidArguments, match="timeout"):
+        Client(daemon.run_dir, timeout=bad)
+    assert daemon.received == []
+    assert client.call("echo", "echo", {"still": "fine"}, timeout=2) == {"still": "fine"}
+
+
 def test_call_sends_its_own_timeout(client: Client, daemon: FakeDaemon) -> None:
     client.call("echo", "echo", timeout=0.5)
     sent = daemon.received[-1]

@@ -56,6 +56,26 @@ def test_call_and_call_detailed(daemon: FakeDaemon) -> None:
     run(main)
 
 
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "soon"], ids=repr)
+def test_a_timeout_not_positive_and_finite_is_refused_before_sending(
+    daemon: FakeDaemon, bad: Any
+) -> None:
+    """Hardening 9, as for the blocking Client."""
+
+    async def main() -> None:
+        async with AsyncClient(daemon.run_dir, timeout=5.0) as client:
+            with pytest.raises(InvalidArguments, match="timeout"):
+                await client.call("echo", "echo", timeout=bad)
+            with pytest.raises(InvalidArguments, match="timeout"):
+                await client.request("list", timeout=bad)
+            with pytest.raises(InvalidArguments, match="timeout"):
+                AsyncClient(daemon.run_dir, timeout=bad)
+            assert daemon.received == []
+            assert await client.call("echo", "echo", {"a": 1}, timeout=2) == {"a": 1}
+
+    run(main)
+
+
 def test_many_concurrent_tasks_get_their_own_answers(daemon: FakeDaemon) -> None:
     async def worker(client: AsyncClient, t: int) -> None:
         rnd = random.Random(t)
