@@ -8,10 +8,15 @@ Only typer and the standard library at import time: the config loader
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from .._client.sync import Client
@@ -28,11 +33,47 @@ SkillArg = Annotated[
 DEFAULT_CONFIG = Path("zskill.toml")
 
 
+def seconds(value: float | None) -> float | None:
+    """An option's callback: a number of seconds must be positive and finite.
+    0, a negative number, nan or inf is a usage error (exit 2), found before
+    anything connects: a call given 0 would give up at once."""
+    if value is not None and not 0.0 < value < math.inf:  # NaN fails this too
+        raise typer.BadParameter(f"{value} is not a positive, finite number of seconds")
+    return value
+
+
 def load(config: Path) -> Config:
-    """The config at ``config``; ConfigError (exit 2) when it is invalid."""
+    """The config at ``config``; ConfigError (exit 2) when it is invalid, and
+    UsageError (exit 2) when its run dir is unusable (:func:`check_run_dir`)."""
     from .._config import load as load_config
 
-    return load_config(config)
+    cfg = load_config(config)
+    check_run_dir(cfg.run_dir, cfg.path)
+    return cfg
+
+
+def check_run_dir(run_dir: Path, config: Path) -> None:
+    """Refuse a run dir that exists but is not a directory, or is another
+    user's, with the reason and the key to change (UsageError, exit 2).
+
+    Every command meets it before it reads or writes there: the daemon and
+    the client refuse such a run dir themselves, but ``logs`` and ``keys``
+    would otherwise fail deep in a file operation (a traceback), or write
+    keys into another user's directory. A missing run dir is no error: the
+    daemon makes it."""
+    where = f"cannot use {run_dir} as the run dir (run_dir in {config})"
+    try:
+        st = os.stat(run_dir)
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # a file on the way (ENOTDIR), no permission (EACCES)
+        raise UsageError(f"{where}: {exc.strerror}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{where}: it is not a directory")
+    if st.st_uid != os.getuid():
+        raise UsageError(
+            f"{where}: it belongs to uid {st.st_uid}, not to this user (uid {os.getuid()})"
+        )
 
 
 def connect(config: Config) -> Client:

@@ -5,6 +5,7 @@ a fake client (a real daemon comes in the integration tests)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,82 @@ def test_upgrade_from_must_be_a_directory(config: Path) -> None:
     result = run("upgrade", "echo", "--from", str(config), "--config", str(config))
     assert result.exit_code == EXIT_USAGE
     assert "is not a directory" in result.stderr
+
+
+EVERY_COMMAND = [
+    ["up"],
+    ["up", "--detach"],
+    ["down"],
+    ["list"],
+    ["call", "echo", "say"],
+    ["start", "echo"],
+    ["stop", "echo"],
+    ["restart", "echo"],
+    ["upgrade", "echo"],
+    ["rollback", "echo"],
+    ["releases", "echo"],
+    ["logs", "echo"],
+    ["events"],
+    ["events", "-f"],
+    ["dashboard", "--once"],
+    ["keys"],
+    ["mcp"],
+]
+
+
+@pytest.mark.parametrize("argv", EVERY_COMMAND, ids=" ".join)
+def test_a_run_dir_that_is_a_file_exits_2(config: Path, argv: list[str]) -> None:
+    """Hardening 13: `logs` and `keys` failed with a traceback (NotADirectoryError)."""
+    (config.parent / "run").write_text("not a directory")
+    result = run(*argv, "--config", str(config))
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    run_dir = config.parent / "run"
+    assert f"cannot use {run_dir} as the run dir (run_dir in {config})" in result.stderr
+    assert "it is not a directory" in result.stderr
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a run dir to another user (chown) needs root")
+@pytest.mark.parametrize("argv", EVERY_COMMAND, ids=" ".join)
+def test_another_users_run_dir_exits_2(config: Path, argv: list[str]) -> None:
+    """Hardening 13: `keys` wrote its keys into another user's run dir and
+    `logs` read (or, as that user's mode allows, failed to read) theirs."""
+    run_dir = config.parent / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "logs" / "echo.log").write_text('{"t": 1, "stream": "out", "line": "theirs"}\n')
+    for path in (run_dir, run_dir / "logs", run_dir / "logs" / "echo.log"):
+        os.chown(path, 65534, 65534)
+    result = run(*argv, "--config", str(config))
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert f"cannot use {run_dir} as the run dir" in result.stderr
+    assert "belongs to uid 65534" in result.stderr
+    assert not (run_dir / "keys").exists()
+    assert "theirs" not in result.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    "argv",
+    [["call", "echo", "say", "--timeout"], ["up", "--detach", "--timeout"], ["down", "--timeout"]],
+    ids=" ".join,
+)
+def test_a_timeout_not_positive_and_finite_is_a_usage_error(
+    config: Path, argv: list[str], value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hardening 9 and 13: --timeout 0 gave up at once ("no daemon") while the
+    daemon ran the call with its default; --timeout nan was a traceback."""
+
+    def no_connecting(cfg: Any, **kwargs: Any) -> Any:
+        raise AssertionError("connected with a bad --timeout")
+
+    monkeypatch.setattr(cli_daemon, "connect", no_connecting)
+    monkeypatch.setattr(cli_daemon, "ping_quietly", no_connecting)
+    result = run(*argv, value, "--config", str(config))
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "Invalid value for '--timeout'" in result.stderr
+    assert "is not a positive, finite number of seconds" in result.stderr
 
 
 def test_usage_errors_exit_2() -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..errors import CliError
-from ..options import DEFAULT_CONFIG, ConfigOpt, connect, load
+from ..options import DEFAULT_CONFIG, ConfigOpt, connect, load, seconds
 
 
 def up(
@@ -21,7 +21,11 @@ def up(
     ] = False,
     timeout: Annotated[
         float,
-        typer.Option(metavar="S", help="With --detach: seconds to wait for the daemon to answer."),
+        typer.Option(
+            metavar="S",
+            help="With --detach: seconds to wait for the daemon to answer.",
+            callback=seconds,
+        ),
     ] = 15.0,
     metrics_port: Annotated[
         int | None,
@@ -68,7 +72,9 @@ def down(
     timeout: Annotated[
         float,
         typer.Option(
-            metavar="S", help="Seconds to wait for skills to drain and the daemon to exit."
+            metavar="S",
+            help="Seconds to wait for skills to drain and the daemon to exit.",
+            callback=seconds,
         ),
     ] = 60.0,
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import UsageError
-from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, SkillArg, connect, load
+from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, SkillArg, connect, load, seconds
 
 
 def logs(
@@ -132,7 +132,9 @@ def dashboard(
     config: ConfigOpt = DEFAULT_CONFIG,
     interval: Annotated[
         float,
-        typer.Option(metavar="S", min=0.1, help="Seconds between questions to the daemon."),
+        typer.Option(
+            metavar="S", min=0.1, help="Seconds between questions to the daemon.", callback=seconds
+        ),
     ] = 0.5,
     once: Annotated[
         bool, typer.Option("--once", help="Print one frame and exit (also when piped).")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from ..errors import UsageError
-from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, SkillArg, connect, load
+from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, SkillArg, connect, load, seconds
 
 if TYPE_CHECKING:
     from ..._status import SkillStatus
@@ -69,7 +69,8 @@ def call(
         ),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(metavar="S", help="Seconds the call may take.")
+        float | None,
+        typer.Option(metavar="S", help="Seconds the call may take.", callback=seconds),
     ] = None,
     show_version: Annotated[
         bool, typer.Option("--show-version", help="Also print (to stderr) who served the call.")
