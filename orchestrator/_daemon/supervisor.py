@@ -110,6 +110,10 @@ class Supervisor:
         self.procs: dict[str, Proc] = {}  # by instance id, every live process
         self._by_pid: dict[int, Proc] = {}
         self._by_rid: dict[bytes, Proc] = {}  # by routing id, as frames carry it
+        # In every instance id (the ZeroMQ routing id): a process left running
+        # by an earlier daemon on the same workers.sock, reconnecting to this
+        # one, never takes the id of a process this daemon spawns.
+        self.boot = secrets.token_hex(3)
         self._seq = 0
         self._check_ids = 0
 
@@ -118,7 +122,7 @@ class Supervisor:
     def spawn(self, rt: SkillRuntime, source: Path, now: float) -> Proc:
         """Start a new process of ``rt`` from ``source``. Raises OSError."""
         self._seq += 1
-        inst_id = f"{rt.name}-{self._seq}"
+        inst_id = f"{rt.name}-{self.boot}-{self._seq}"
         secret = secrets.token_hex(16)
         cfg = rt.config
         env = dict(cfg.settings.env)

@@ -3,8 +3,10 @@ daemon and skill processes: the test fails on the code before its fix."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -14,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
-from helpers import EXAMPLES, example, running_daemon, short_dir, write_config
+from helpers import EXAMPLES, Daemon, example, running_daemon, short_dir, write_config
 
 from orchestrator._rundir import RunDir
 from orchestrator.testing import FakeDaemon
@@ -135,4 +138,46 @@ def test_an_upgrade_from_a_large_tree_never_blocks_the_daemon() -> None:
             exits = [e for e in c.events(limit=1000) if e["type"] == "exit"]
             assert [e["data"]["expected"] for e in exits] == [True]  # the old echo, retired
     finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_daemon_started_after_a_crash_is_not_disturbed_by_the_old_skills() -> None:
+    """Hardening 7: `zskill up` right after the daemon was SIGKILLed. Its skill
+    processes live on and reconnect to the new daemon's workers.sock with
+    their routing ids; those used to restart at echo-1, so the new echo-1 was
+    refused by ZeroMQ, never said hello, and came up ~10 s later as a counted
+    crash. Ids carry a token of each daemon run now: the new processes are
+    ready at once, and nothing counts as a crash."""
+    skills = {"echo": example("echo")}  # one skill: the same ids in both runs
+    root = short_dir("zsc")
+    # A long liveness_s: the orphans keep waiting for a daemon, as they would
+    # when `up` follows the crash within the default 5 s.
+    zs = Daemon(root, skills, {"liveness_s": 30.0})
+    orphans: set[int] = set()
+    try:
+        zs.start()
+        before = zs.wait_running("echo")
+        orphans = {i["pid"] for s in before.values() for i in s["instances"]}
+        assert zs.proc is not None
+        zs.proc.send_signal(signal.SIGKILL)  # the daemon alone, not its skills
+        zs.proc.wait(10)
+        zs.out.close()
+        assert all(psutil.pid_exists(pid) for pid in orphans)
+
+        started = time.monotonic()
+        zs.start()
+        after = zs.wait_running("echo", timeout=8)
+        ready_s = time.monotonic() - started
+        assert ready_s < 6, f"the skills took {ready_s:.1f} s to be ready"
+        pids = {i["pid"] for s in after.values() for i in s["instances"]}
+        assert not pids & orphans
+        assert after["echo"]["restarts"] == 0
+        c = zs.client()
+        assert c.call("echo", "ping", {}, timeout=5) == "pong"
+        assert [e for e in c.events(limit=1000) if e["type"] == "exit"] == []
+    finally:
+        zs.stop()
+        for pid in orphans:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
         shutil.rmtree(root, ignore_errors=True)

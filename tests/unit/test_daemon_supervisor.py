@@ -86,18 +86,19 @@ def test_spawn_gives_the_process_its_env_and_registers_it(b: Bench) -> None:
     argv, cwd, env = b.procs.spawned[0]
     assert argv[1:] == ["main.py"] and cwd == b.rt.source
     assert env[ENV_ENDPOINT] == "ipc:///tmp/w"
-    assert env[ENV_INSTANCE] == proc.id == "echo-1"
+    first = f"echo-{b.sup.boot}-1"
+    assert env[ENV_INSTANCE] == proc.id == first
     assert env[ENV_SKILL] == "echo"
     assert env[ENV_SECRET] == proc.secret and len(proc.secret) == 32
     assert env[ENV_CONCURRENCY] == "4"
     assert env[ENV_MAX_MESSAGE_BYTES] == str(b.config.daemon.max_message_bytes)
     assert env["LEVEL"] == "debug"  # the skill's own env goes along
-    assert b.sup.procs == {"echo-1": proc} and b.rt.procs == {"echo-1": proc}
-    assert b.sup.by_id(b"echo-1") is proc
+    assert b.sup.procs == {first: proc} and b.rt.procs == {first: proc}
+    assert b.sup.by_id(first.encode()) is proc
     assert proc.state is InstanceState.SPAWNED
     assert b.types() == ["spawn"]
     second = b.sup.spawn(b.rt, b.rt.source, b.clock())
-    assert second.id == "echo-2" and second.secret != proc.secret
+    assert second.id == f"echo-{b.sup.boot}-2" and second.secret != proc.secret
 
 
 def test_spawn_watches_the_pipes_and_logs_each_line(b: Bench) -> None:
@@ -126,6 +127,22 @@ def test_spawn_watches_the_pipes_and_logs_each_line(b: Bench) -> None:
         os.close(r_out)
         if w_out != -1:
             os.close(w_out)
+
+
+def test_instance_ids_are_unique_across_daemon_lifetimes(b: Bench, tmp_path: Path) -> None:
+    """Hardening 7: a skill process of a daemon that died reconnects to the
+    next daemon's workers.sock with its old routing id; a process the new
+    daemon spawns must never get that id (it would be refused by ZeroMQ and
+    never say hello). Every daemon run puts a token of its own in its ids."""
+    first = b.sup.spawn(b.rt, b.rt.source, b.clock())
+    io = SupervisorIo(b.wire.send, b.wire.watch_fd, "ipc:///tmp/w", b.procs)
+    ids = {first.id}
+    for _ in range(20):  # twenty daemon runs after this one
+        later = Supervisor(b.config, b.router, b.events, io, b.listener)
+        later.skills["echo"] = b.rt
+        proc = later.spawn(b.rt, b.rt.source, b.clock())
+        assert proc.id not in ids
+        ids.add(proc.id)
 
 
 @pytest.mark.parametrize(
@@ -171,7 +188,7 @@ def test_promote_switches_routing_and_retires_the_old_one(b: Bench) -> None:
     assert retired == [old]
     assert b.router.queues["echo"].active == [new.inst]
     assert new.state is InstanceState.READY and new.ready_at == b.clock()
-    assert old.state is InstanceState.DRAINING and old.stop_reason == "replaced by echo-2"
+    assert old.state is InstanceState.DRAINING and old.stop_reason == f"replaced by {new.id}"
     assert len(b.wire.to(old, Drain)) == 1
     assert old.drain_deadline == b.clock() + b.rt.config.settings.grace_s
     assert b.rt.last_version == "2.0.0"
@@ -232,7 +249,7 @@ def test_reaped_serving_process_is_unexpected_and_its_calls_settled(b: Bench) ->
     assert answer[0] == 7 and answer[1] is not None and answer[1].type == "OutcomeUnknown"
     assert b.sup.by_id(proc.inst.rid) is None and b.sup.procs == {}
     assert b.procs.closed == [proc.pid] and b.procs.adopted == [proc.id]
-    assert b.rt.last_exit.startswith("echo-1 (version 1.0.0) exited with code 1")
+    assert b.rt.last_exit.startswith(f"{proc.id} (version 1.0.0) exited with code 1")
     exit_event = b.events.query("echo", 1)[0]
     assert exit_event["type"] == "exit" and exit_event["data"]["expected"] is False
 
