@@ -4,6 +4,7 @@ it started) at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def skill_table(name: str, path: Path | None = None, **keys: Any) -> str:
+def skill_table(name: str, path: Path | None = None, /, **keys: Any) -> str:
     """A ``[skills.NAME]`` table running an example skill (or ``path``)."""
     lines = [
         f"[skills.{name}]",
@@ -97,13 +98,24 @@ class LocalDaemon:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        import psutil
+
         if self.client is not None:
             self.client.close()
         if self.proc is not None and self.proc.poll() is None:
+            try:
+                tree = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                tree = []
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            # The daemon stops its skills; any it left (it was killed, or a
+            # skill was SIGSTOPped) go now, each by its own pid and start time.
+            for p in psutil.wait_procs(tree, timeout=5)[1]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
         shutil.rmtree(self.root, ignore_errors=True)
