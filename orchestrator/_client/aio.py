@@ -36,6 +36,7 @@ from .common import (
     Records,
     Target,
 )
+from .link import REMOTE_DOWN_S, Link
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -94,9 +95,7 @@ class AsyncClient:
         self._closed = False
         self._verified = False  # daemon seen alive since the last failure
         self._ctx = zmq.asyncio.Context.instance()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._target.setup(self._sock)
-        self._sock.connect(self._target.endpoints.control)
+        self._sock, self._link = self._open()
 
     @classmethod
     def from_config(
@@ -235,6 +234,7 @@ class AsyncClient:
             if self._loop is asyncio.get_running_loop():
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+        self._link.close()
         self._sock.close(linger=0)
 
     async def __aenter__(self) -> AsyncClient:
@@ -272,7 +272,13 @@ class AsyncClient:
         self._pending[req_id] = pending
         try:
             try:
-                await self._sock.send_multipart(frames, zmq.NOBLOCK)
+                try:
+                    await self._sock.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:  # nowhere to send: dropped (see .link) and replaced?
+                    if not self._link.lost(time.monotonic()):
+                        raise
+                    self._renew(loop, keep=req_id)
+                    await self._sock.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again as exc:
                 raise DaemonUnavailable(
                     f"the daemon at {self.run_dir} is not taking requests (send queue full)"
@@ -299,13 +305,43 @@ class AsyncClient:
             error = self._target.no_answer(pending.what, pending.req_id)
         elif now >= pending.next_check:
             pending.next_check = now + LIVENESS_EVERY_S
+            mono = time.monotonic()  # the link's clock
             if not self._target.daemon_alive():
                 error = self._target.not_running()
+            elif self._link.lost(mono):
+                self._renew(loop, keep=None)  # fails this request and the others sent
+                return
+            elif self._target.remote and (down_s := self._link.down_for(mono)) >= REMOTE_DOWN_S:
+                error = self._target.unreachable(down_s)
         if error is not None:
             self._verified = False
             pending.future.set_exception(error)
         else:
             pending.timer = loop.call_at(pending.until(), self._watch, pending)
+
+    def _open(self) -> tuple[zmq.asyncio.Socket, Link]:
+        sock = self._ctx.socket(zmq.DEALER)
+        self._target.setup(sock)
+        link = Link(sock, time.monotonic())
+        sock.connect(self._target.endpoints.control)
+        return sock, link
+
+    def _renew(self, loop: asyncio.AbstractEventLoop, keep: int | None) -> None:
+        """Fail what went out on a dropped connection (not ``keep``); use a fresh socket."""
+        for req_id, p in list(self._pending.items()):
+            if req_id != keep and not p.future.done():
+                del self._pending[req_id]
+                p.future.set_exception(self._target.dropped(req_id))
+        old, reader = self._sock, self._reader
+        self._link.close()
+        self._sock, self._link = self._open()
+        self._reader = None
+        if reader is not None and not reader.done():
+            reader.cancel()  # its receive on the old socket ends before that closes
+            reader.add_done_callback(lambda _: old.close(linger=0))
+        else:
+            old.close(linger=0)
+        self._ensure_reader(loop)
 
     def _ensure_reader(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._reader is not None and not self._reader.done():

@@ -37,6 +37,7 @@ from ipc import (
 
 from .._curve import CurveClient
 from .._rundir import RunDir
+from .link import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -134,13 +135,32 @@ class Target:
             run_dir=str(self.run_dir),
         )
 
+    def dropped(self, req_id: int) -> DaemonUnavailable:
+        where = self.remote or self.run_dir
+        return DaemonUnavailable(
+            f"the connection to the daemon at {where} was dropped before req {req_id} was "
+            "answered (a reply over max_message_bytes, or the daemon went away); "
+            "it may or may not have run",
+            run_dir=str(self.run_dir),
+        )
+
+    def unreachable(self, down_s: float) -> DaemonUnavailable:
+        return DaemonUnavailable(
+            f"no connection to the daemon at {self.remote} for {down_s:.1f} s",
+            run_dir=str(self.run_dir),
+        )
+
     def setup(self, sock: Any) -> None:
-        """Options for the control socket: size limit, queues, CurveZMQ."""
+        """Options for the control socket: size limit, queues, CurveZMQ, and
+        for tcp:// ZMTP heartbeats (a silent host drops the connection)."""
         ipc.configure(sock, max_bytes=self.max_bytes)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.setsockopt(zmq.RCVHWM, 100_000)
         if self.curve is not None:
             self.curve.apply(sock)
+        if self.remote:
+            sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
 
     def check_private(self) -> None:
         """Refuse (ConfigError) a socket directory another local user could

@@ -50,6 +50,15 @@ guarded by ``_mu``:
 
 A reader also steps out of the role while its own progress callbacks run.
 The waiter and the wake-up fd are in :mod:`.waiting`.
+
+A connection libzmq dropped (a reply over the size limit, a tcp:// daemon
+gone silent: see :mod:`.link`) is noticed by the reader at a liveness check
+or when a send finds nowhere to go, never on the way of a call that works:
+the requests that went out on it fail, and a fresh socket takes its place.
+
+Why this module is long: the reader role, its hand-over and the socket it
+guards are one invariant, checked in one place; split, each half would
+need the other's lock discipline spelled out again.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -68,6 +78,7 @@ from ipc import DaemonUnavailable, Message, ZskillError, recv_frames
 
 from . import common
 from .common import LIVENESS_EVERY_S, Frames, ProgressCallback, Target
+from .link import REMOTE_DOWN_S, Link
 from .waiting import Waiter, Wakeup
 
 _log = logging.getLogger(__name__)
@@ -94,10 +105,8 @@ class Connection:
         self._shared = False  # a caller has come along while another waited
         self.closed = False
         self._verified = False  # daemon seen alive since the last failure
-        self._sock: zmq.Socket[bytes] = ctx.socket(zmq.DEALER)
-        target.setup(self._sock)
-        self._sock.setsockopt(zmq.RCVTIMEO, FIRST_WAIT_MS)  # recv_frames(wait=True)
-        self._sock.connect(target.endpoints.control)
+        self._ctx = ctx
+        self._sock, self._link = self._open()
         self._wakeup = Wakeup()
         self._poll_items: _PollItems = [
             (self._sock, _POLLIN),
@@ -141,7 +150,7 @@ class Connection:
                 self._reading = w.leading = True
         try:
             if w.leading:
-                self._send(frames)
+                self._send(frames, w)
             return self._await(w, deadline, what, on_progress)
         finally:
             self._leave(w)
@@ -244,6 +253,9 @@ class Connection:
                 next_check = now + LIVENESS_EVERY_S
                 if not self._target.daemon_alive():
                     failure = self._target.not_running()
+                elif w.leading:  # the socket and its monitor are the reader's
+                    self._check_link(now)  # may fail w (and the others) at once
+                    continue
             if failure is not None and self._give_up(w):
                 self._verified = False
                 raise failure
@@ -315,6 +327,7 @@ class Connection:
         while True:
             if self._outbox:
                 self._flush()
+                sock = self._sock  # a send may have found it dropped and renewed it
             if me.reply is not None or me.error is not None or me.progress:
                 return
             timeout_ms = math.ceil((until - time.monotonic()) * 1000)
@@ -365,10 +378,16 @@ class Connection:
         elif w is not me and w.event is not None:
             w.event.set()
 
-    def _send(self, frames: Frames) -> None:
+    def _send(self, frames: Frames, keep: Waiter | None = None) -> None:
         try:
             ipc.send_frames(self._sock, frames)
         except zmq.Again as exc:
+            # A DEALER whose only connection libzmq dropped (see .link) has
+            # nowhere to send, and never will: start over on a fresh socket.
+            if self._link.lost(time.monotonic()):
+                self._renew(keep)
+                self._send(frames, keep)
+                return
             raise DaemonUnavailable(
                 f"the daemon at {self._target.run_dir} is not taking requests (send queue full)"
             ) from exc
@@ -381,7 +400,7 @@ class Connection:
             if w.abandoned or w.error is not None:
                 continue
             try:
-                self._send(frames)
+                self._send(frames, w)
             except DaemonUnavailable as exc:
                 with self._mu:
                     if self._waiters.pop(w.req_id, None) is None:
@@ -391,5 +410,49 @@ class Connection:
                     w.event.set()
 
     def _teardown(self) -> None:
+        self._link.close()
         self._sock.close(linger=0)
         self._wakeup.close()
+
+    # --- a connection libzmq dropped (only by the waiter holding the role) -------
+
+    def _open(self) -> tuple[zmq.Socket[bytes], Link]:
+        sock: zmq.Socket[bytes] = self._ctx.socket(zmq.DEALER)
+        self._target.setup(sock)
+        sock.setsockopt(zmq.RCVTIMEO, FIRST_WAIT_MS)  # recv_frames(wait=True)
+        link = Link(sock, time.monotonic())
+        sock.connect(self._target.endpoints.control)
+        return sock, link
+
+    def _check_link(self, now: float) -> None:
+        """At a liveness check: a dropped connection fails what went out on it
+        and is replaced; a tcp:// one down too long fails every request."""
+        if self._link.lost(now):
+            self._renew(None)
+        elif self._target.remote:
+            down_s = self._link.down_for(now)
+            if down_s >= REMOTE_DOWN_S:
+                self._fail_sent(None, lambda req_id: self._target.unreachable(down_s))
+
+    def _renew(self, keep: Waiter | None) -> None:
+        """Fail the requests sent on the socket (all but ``keep``, whose frames
+        are in hand), and put a fresh socket in its place."""
+        self._fail_sent(keep, self._target.dropped)
+        _log.info("the connection to the daemon was dropped: reconnecting")
+        self._link.close()
+        self._sock.close(linger=0)
+        self._sock, self._link = self._open()
+        self._poll_items[0] = (self._sock, _POLLIN)
+
+    def _fail_sent(self, keep: Waiter | None, error: Callable[[int], ZskillError]) -> None:
+        """Fail every request waiting for a reply on the socket: not ``keep``,
+        nor those still queued in the outbox (they go out on the next socket)."""
+        with self._mu:
+            queued = {id(w) for w, _ in self._outbox}
+            for req_id, w in list(self._waiters.items()):
+                if w is keep or id(w) in queued:
+                    continue
+                del self._waiters[req_id]
+                w.error = error(req_id)
+                if w.event is not None:
+                    w.event.set()

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ipc import (
     WireError,
     ZskillError,
 )
+from orchestrator._client.common import LIVENESS_EVERY_S
 from orchestrator._client.sync import CallResult, Client
 from orchestrator._config import load
 from orchestrator.testing import NO_REPLY, AfterJunk, FakeDaemon, Later
@@ -508,3 +510,43 @@ def test_event_stream_delivers_its_skills_events(daemon: FakeDaemon) -> None:
         assert list(stream) == []
     finally:
         pub.close(linger=0)
+
+
+def test_a_connection_dropped_for_an_oversized_reply_recovers(daemon: FakeDaemon) -> None:
+    """Hardening 5: a reply over the client's limit makes libzmq drop the
+    connection for good. The request waiting on it, and any other sent on
+    it, got no answer ever (tools() hung), and every later send failed with
+    'send queue full'. Now they fail in seconds, and the client reconnects."""
+    daemon.op("tools", lambda args: {"echo": [{"description": "x" * 400_000}]})
+    with (
+        Client(daemon.run_dir, timeout=30.0, max_message_bytes=64 * 1024) as c,
+        ThreadPool(1) as pool,
+    ):
+        assert c.call("echo", "echo", {"n": 1}) == {"n": 1}
+        other = pool.apply_async(c.call, ("echo", "sleep", {"delay_s": 20.0}))
+        wait_for(lambda: len(daemon.received) == 2)
+        started = time.monotonic()
+        with pytest.raises(DaemonUnavailable, match="was dropped before req"):
+            c.request("tools")  # no timeout: only the daemon's death ended this wait
+        with pytest.raises(DaemonUnavailable, match="was dropped before req"):
+            other.get(timeout=10)
+        assert time.monotonic() - started < 2 * LIVENESS_EVERY_S + 1
+        # The next request goes out on a fresh connection.
+        assert c.call("echo", "echo", {"n": 2}) == {"n": 2}
+        assert [c.call("echo", "echo", {"n": i}) for i in range(50)] == [
+            {"n": i} for i in range(50)
+        ]
+        assert len(daemon.peers) == 2
+
+
+def test_a_send_that_finds_the_connection_dropped_reconnects(daemon: FakeDaemon) -> None:
+    """Hardening 5: a request that timed out before the drop was seen left
+    the client with a socket that refused every send ('send queue full')."""
+    daemon.op("tools", lambda args: {"echo": [{"description": "x" * 400_000}]})
+    with Client(daemon.run_dir, timeout=30.0, max_message_bytes=64 * 1024) as c:
+        with pytest.raises(DaemonUnavailable, match="no answer"):
+            c.request("tools", timeout=0.3)  # gives up before a liveness check
+        wait_for(lambda: len(daemon.received) == 1)
+        for i in range(20):
+            assert c.call("echo", "echo", {"n": i}) == {"n": i}
+        assert len(daemon.peers) == 2

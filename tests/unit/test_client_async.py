@@ -25,6 +25,7 @@ from ipc import (
     ZskillError,
 )
 from orchestrator._client.aio import AsyncClient
+from orchestrator._client.common import LIVENESS_EVERY_S
 from orchestrator.testing import FakeDaemon
 
 T = TypeVar("T")
@@ -233,3 +234,26 @@ def test_event_stream(daemon: FakeDaemon) -> None:
         run(main)
     finally:
         pub.close(linger=0)
+
+
+def test_a_connection_dropped_for_an_oversized_reply_recovers(daemon: FakeDaemon) -> None:
+    """Hardening 5, as for the blocking Client: the requests sent on the
+    connection libzmq dropped fail in seconds, the next ones go out on a new one."""
+    daemon.op("tools", lambda args: {"echo": [{"description": "x" * 400_000}]})
+
+    async def main() -> None:
+        async with AsyncClient(daemon.run_dir, timeout=30.0, max_message_bytes=64 * 1024) as client:
+            assert await client.call("echo", "echo", {"n": 1}) == {"n": 1}
+            other = asyncio.ensure_future(client.call("echo", "sleep", {"delay_s": 20.0}))
+            started = time.monotonic()
+            with pytest.raises(DaemonUnavailable, match="was dropped before req"):
+                await client.request("tools")  # no timeout: it waited as long as the daemon lived
+            with pytest.raises(DaemonUnavailable, match="was dropped before req"):
+                await other
+            assert time.monotonic() - started < 2 * LIVENESS_EVERY_S + 1
+            assert await client.call("echo", "echo", {"n": 2}) == {"n": 2}
+            calls = [client.call("echo", "echo", {"n": i}) for i in range(50)]
+            assert await asyncio.gather(*calls) == [{"n": i} for i in range(50)]
+            assert len(daemon.peers) == 2
+
+    run(main)
