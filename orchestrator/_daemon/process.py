@@ -6,6 +6,12 @@ group is theirs to signal. The daemon makes itself a child subreaper, so a
 skill's grandchildren that outlive it are re-parented to the daemon, where
 they can still be found and killed.
 
+The instance's secret never enters a skill's environment (where any process
+of the same user reads it, in ``/proc/PID/environ``, for as long as the skill
+runs, and where every grandchild inherits it): it waits in a pipe whose read
+end the child inherits, ``ZSKILL_SECRET_FD`` naming it, and the SDK reads it
+once at start and closes it.
+
 The supervisor reaches the OS only through :class:`Processes`; this module
 is its implementation (pass the module itself), and unit tests pass a fake.
 """
@@ -25,15 +31,22 @@ from typing import Protocol
 
 import psutil
 
+from ipc import ENV_SECRET
+
 log = logging.getLogger("zskill.process")
 
 _PR_SET_CHILD_SUBREAPER = 36
+ENV_SECRET_FD = ENV_SECRET + "_FD"
+"""The number of the inherited fd the secret is read from (skills._env reads it)."""
 
 
 class Processes(Protocol):
     """What the daemon asks of the OS about skill processes."""
 
-    def spawn(self, argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child: ...
+    def spawn(self, argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
+        """Start a skill process; ``env[ENV_SECRET]`` is for it alone (see :func:`spawn`)."""
+        ...
+
     def signal_tree(self, child: Child, sig: signal.Signals) -> None: ...
     def tree_alive(self, child: Child) -> bool: ...
     def adopt_orphans(self, child: Child, instance: str, known: set[int]) -> None: ...
@@ -86,27 +99,51 @@ class Child:
 
 
 def spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
-    """Start ``argv`` in ``cwd`` with ``env`` added to our environment.
+    """Start ``argv`` in ``cwd`` with ``env`` added to our environment, except
+    ``env[ENV_SECRET]``: that goes through a pipe (see the module docstring).
     Raises OSError (e.g. FileNotFoundError) when it cannot start."""
     full_env = dict(os.environ)
     full_env.update(env)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
-    popen = subprocess.Popen(
-        argv,
-        cwd=str(cwd),
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        close_fds=True,
-    )
+    secret = full_env.pop(ENV_SECRET, None)
+    secret_fd = _secret_pipe(secret) if secret is not None else None
+    if secret_fd is not None:
+        full_env[ENV_SECRET_FD] = str(secret_fd)
+    try:
+        popen = subprocess.Popen(
+            argv,
+            cwd=str(cwd),
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=() if secret_fd is None else (secret_fd,),
+        )
+    finally:
+        if secret_fd is not None:
+            os.close(secret_fd)  # the child has its copy; the pipe dies with it
     out = popen.stdout.fileno() if popen.stdout else None
     err = popen.stderr.fileno() if popen.stderr else None
     for fd in (out, err):
         if fd is not None:
             os.set_blocking(fd, False)
     return Child(popen.pid, popen, out, err, {popen.pid})
+
+
+def _secret_pipe(secret: str) -> int:
+    """A pipe holding ``secret``, its write end closed: the read end's fd.
+    A secret is far smaller than a pipe's buffer, so the write never blocks."""
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, secret.encode())
+    except OSError:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return read_fd
 
 
 def descendants(pid: int) -> set[int]:

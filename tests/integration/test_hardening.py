@@ -4,6 +4,7 @@ daemon and skill processes: the test fails on the code before its fix."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import psutil
 import pytest
 from helpers import EXAMPLES, Daemon, example, running_daemon, short_dir, write_config
 
+from orchestrator import UpgradeFailed
 from orchestrator._rundir import RunDir
 from orchestrator.testing import FakeDaemon
 
@@ -180,4 +182,205 @@ def test_a_daemon_started_after_a_crash_is_not_disturbed_by_the_old_skills() -> 
         for pid in orphans:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# A skill process's environment read by another process, and used to say
+# hello in its place: what a process of the daemon's user could do.
+THIEF = """
+import json, os, sys
+import zmq
+import ipc
+
+victim, out = int(sys.argv[1]), sys.argv[2]
+with open(f"/proc/{victim}/environ", "rb") as f:
+    pairs = f.read().decode().split("\\0")
+environ = dict(kv.split("=", 1) for kv in pairs if "=" in kv)
+instance = environ["ZSKILL_INSTANCE"]
+ctx = zmq.Context()
+sock = ctx.socket(zmq.DEALER)
+sock.setsockopt(zmq.ROUTING_ID, instance.encode())
+ipc.configure(sock)
+sock.connect(environ["ZSKILL_ENDPOINT"])
+hello = ipc.Hello(
+    protocol=ipc.PROTOCOL_VERSION, skill="echo", version="6.6.6", instance=instance,
+    pid=os.getpid(), concurrency=1, tools=[], has_health=False,
+    secret=environ.get("ZSKILL_SECRET", ""),
+)
+sock.send_multipart(ipc.encode(hello))
+answer = ipc.decode(sock.recv_multipart()) if sock.poll(10_000) else None
+with open(out, "w") as f:
+    json.dump({"answer": type(answer).__name__, "secret_seen": "ZSKILL_SECRET" in environ}, f)
+sock.close(linger=0)
+ctx.term()
+"""
+
+VICTIM = """
+import subprocess, sys
+subprocess.run([sys.executable, "thief.py", str(os.getpid()), {out!r}], timeout=20)
+"""
+
+
+def test_a_process_reading_a_skills_environment_cannot_say_hello_in_its_place() -> None:
+    """Hardening 11: the per-instance secret was in ZSKILL_SECRET, which any
+    process of the daemon's user reads in /proc/PID/environ: with it, that
+    process registered as the instance. The secret comes through an inherited
+    pipe now; the environment holds no secret and such a hello is refused."""
+    root = short_dir("zst")
+    try:
+        release = root / "thief"
+        release.mkdir()
+        out = root / "thief.json"
+        (release / "thief.py").write_text(THIEF)
+        victim = "import os\n" + VICTIM.format(out=str(out))
+        (release / "main.py").write_text(victim)
+        with running_daemon({"echo": example("echo", start_timeout_s=5)}) as zs:
+            zs.wait_running("echo")
+            c = zs.client()
+            with pytest.raises(UpgradeFailed):
+                c.upgrade("echo", str(release))
+            report = json.loads(out.read_text())
+            assert report == {"answer": "Reject", "secret_seen": False}
+            st = zs.status("echo")
+            assert st["state"] == "running" and st["version"] == "1.0.0"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_stop_overtaken_by_a_start_is_answered() -> None:
+    """Hardening 3: `zskill stop` waited for "no process left"; a start that
+    arrived while it drained spawned a new process, and the stop hung for
+    ever. It returns once the process it retired is gone (within grace_s),
+    exit 1: the skill was put back in service, so it is not stopped."""
+    from helpers import InBackground, wait_for
+
+    with running_daemon({"slow": example("slow", grace_s=10)}) as zs:
+        zs.wait_running("slow")
+        c = zs.client()
+        slow_call = InBackground(c, {"slow": ("slow", "sleep", {"seconds": 3})})
+        wait_for(lambda: zs.status("slow")["in_flight"] == 1, 10, what="the call running")
+        t0 = time.monotonic()
+        stop = subprocess.Popen(
+            [*ZSKILL, "stop", "slow", "--config", str(zs.config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: zs.status("slow")["state"] == "stopping", 10, what="stopping")
+            start = zskill(zs.config, "start", "slow", env={})
+            assert start.returncode == 0, start
+            assert ": running" in start.stdout
+            out, err = stop.communicate(timeout=20)
+        finally:
+            if stop.poll() is None:
+                stop.kill()
+                stop.wait(5)
+        took_s = time.monotonic() - t0
+        assert stop.returncode == 1, (out, err)
+        assert "stop of 'slow' was overtaken: a start put it back in service" in err
+        assert "Traceback" not in err
+        assert took_s < 10, f"the stop took {took_s:.1f} s, more than its grace"
+        (result,) = slow_call.join().values()
+        assert result.result == 3  # the drained call finished where it ran
+        st = zs.wait_running("slow")["slow"]
+        assert len(st["instances"]) == 1
+
+
+def test_memory_limit_replaces_a_process_without_failing_a_call() -> None:
+    """Hardening 12: a skill leaking memory grew to 1.5 GiB with nothing
+    done. Over memory_limit (RSS sampled every 2 s), its process is
+    replaced by a zero-downtime restart; no call fails; the event says why."""
+    from helpers import Load, variant, wait_for
+
+    root = short_dir("zsm")
+    try:
+        hog = variant(
+            root,
+            "hog",
+            version="1.0.0",
+            extra=(
+                "KEPT: list[bytes] = []\n\n\n@skill.tool()\ndef hog(mb: int) -> int:\n"
+                "    KEPT.append(b'x' * (mb << 20))  # written: resident, not just reserved\n"
+                "    return sum(map(len, KEPT)) >> 20\n"
+            ),
+        )
+        skill = example("echo", path=str(hog), memory_limit="80MiB", grace_s=5)
+        with running_daemon({"echo": skill}) as zs:
+            first = zs.wait_running("echo")["echo"]
+            c = zs.client()
+            with Load(c, "echo", "say", {"text": "hi"}, callers=3) as load:
+                load.wait_calls(50)
+                assert c.call("echo", "hog", {"mb": 100}, timeout=20) == 100
+                new = wait_for(
+                    lambda: (
+                        (s := zs.status("echo"))["pid"] != first["pid"]
+                        and s["state"] == "running"
+                        and s
+                    ),
+                    20,
+                    what="the process replaced",
+                )
+                zs.known_pids.add(new["pid"])
+                load.wait_calls(50)
+            assert load.failures == [], load.failures[:5]
+            (restart,) = [e["data"] for e in c.events("echo", limit=1000) if e["type"] == "restart"]
+            assert restart["reason"] == "memory_limit"
+            assert restart["pid"] == first["pid"] and restart["rss_bytes"] > 100 << 20
+            assert "over the skill's memory_limit of 80 MiB" in restart["why"]
+            exits = [e["data"] for e in c.events("echo", limit=1000) if e["type"] == "exit"]
+            assert [e["expected"] for e in exits] == [True]  # retired, not crashed
+            assert new["restarts"] == 1 and new["state"] == "running"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_flood_over_max_queued_is_refused_at_once() -> None:
+    """Hardening 12: 1e5 queued calls took the daemon from 43 to 612 MiB.
+    Calls waiting for a slot are bounded by max_queued: one more is
+    refused at once with SkillOverloaded, and every accepted call succeeds."""
+    from helpers import InBackground
+
+    from orchestrator import SkillOverloaded
+
+    skills = {"slow": example("slow", concurrency=4, max_queued=4)}
+    with running_daemon(skills) as zs:
+        zs.wait_running("slow")
+        c = zs.client()
+        t0 = time.monotonic()
+        calls = {f"c{i}": ("slow", "sleep", {"seconds": 2.0}) for i in range(30)}
+        flood = InBackground(c, calls, timeout=20)
+        results = flood.join(30)
+        ok = [k for k, r in results.items() if not isinstance(r, Exception)]
+        refused = {k: r for k, r in results.items() if isinstance(r, Exception)}
+        assert len(ok) == 8, results  # 4 in flight, 4 queued
+        assert all(results[k].result == 2.0 for k in ok)
+        assert len(refused) == 22
+        for k, exc in refused.items():
+            assert isinstance(exc, SkillOverloaded), exc
+            assert "max_queued = 4" in str(exc) and "'slow'" in str(exc)
+            assert flood.finished_at[k] - t0 < 1.5, "a refused call must be answered at once"
+        st = zs.status("slow")
+        assert st["queued"] == 0 and st["state"] == "running"
+
+
+def test_a_skill_whose_path_is_gone_says_why_it_errored() -> None:
+    """Hardening 14: an errored skill whose path does not exist showed "the
+    old version keeps serving" as its last exit."""
+    from helpers import wait_for
+
+    root = short_dir("zsg")
+    try:
+        gone = root / "gone"
+        skill = example("echo", path=str(gone), max_restarts=1, backoff_s=0.05)
+        with running_daemon({"echo": skill}) as zs:
+            st = wait_for(
+                lambda: (s := zs.status("echo"))["state"] == "errored" and s, 20, what="errored"
+            )
+            last = st["last_exit"] or ""
+            assert "keeps serving" not in last
+            assert last.startswith("cannot start `") and str(gone) in last, last
+            listing = zskill(zs.config, "list", env={})
+            assert "keeps serving" not in listing.stdout
+    finally:
         shutil.rmtree(root, ignore_errors=True)

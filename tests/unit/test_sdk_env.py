@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import ipc
-from skills._env import DEFAULT_CONCURRENCY, RuntimeEnv
+from skills._env import DEFAULT_CONCURRENCY, ENV_SECRET_FD, RuntimeEnv
 
 
 def test_no_endpoint_means_not_under_the_daemon() -> None:
@@ -55,3 +57,29 @@ def test_defaults() -> None:
     assert env is not None
     assert (env.instance, env.skill, env.secret) == ("echo-99", "", "")
     assert env.max_message_bytes == ipc.MAX_MESSAGE_BYTES
+
+
+def test_the_secret_comes_from_its_fd_once_and_the_fd_is_closed() -> None:
+    """Hardening 11: the daemon passes the secret through an inherited pipe,
+    not the environment; the SDK reads it and closes the fd."""
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"from-the-pipe")
+    os.close(write_fd)
+    environ = {
+        ipc.ENV_ENDPOINT: "ipc:///tmp/x",
+        ENV_SECRET_FD: str(read_fd),
+        ipc.ENV_SECRET: "ignored when there is an fd",
+    }
+    env = RuntimeEnv.from_environ(environ)
+    assert env is not None and env.secret == "from-the-pipe"
+    with pytest.raises(OSError):
+        os.fstat(read_fd)  # closed: nothing later in the process can read it
+
+
+@pytest.mark.parametrize("raw", ["seven", "987654"])
+def test_an_unusable_secret_fd_gives_no_secret(
+    raw: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = RuntimeEnv.from_environ({ipc.ENV_ENDPOINT: "ipc:///tmp/x", ENV_SECRET_FD: raw})
+    assert env is not None and env.secret == ""
+    assert raw in capsys.readouterr().err
