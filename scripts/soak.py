@@ -361,7 +361,8 @@ class Chaos(threading.Thread):
 
 
 CHAOS = ["kill", "pause", "upgrade", "upgrade_from", "broken_upgrade", "restart", "stop_start"]
-CHAOS += ["kill", "pause", "broken_upgrade", "rollback"]
+# Weighted so a two-minute run tries each of the nine broken releases.
+CHAOS += ["kill", "pause", "broken_upgrade", "broken_upgrade", "rollback"]
 BASIC = ["kill", "kill", "hang", "upgrade_from", "upgrade_from", "restart"]
 FUTURE = ["scale", "cancel"]
 
