@@ -384,3 +384,57 @@ def test_a_skill_whose_path_is_gone_says_why_it_errored() -> None:
             assert "keeps serving" not in listing.stdout
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_tcp_client_gives_up_on_a_daemon_gone_silent() -> None:
+    """Hardening 10: over tcp:// there is no pid to look at, and a client
+    waited forever on a daemon that went away (a control operation without a
+    timeout never returned). The daemon stopped (SIGSTOP: its host gone
+    silent, no FIN, no RST): the call in flight fails once the ZMTP
+    heartbeats time out, a new request once the connection stays down for
+    REMOTE_DOWN_S; when the daemon comes back the same client is served."""
+    import socket
+
+    from orchestrator import Client, DaemonUnavailable
+    from orchestrator._client.common import LIVENESS_EVERY_S
+    from orchestrator._client.link import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, REMOTE_DOWN_S
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    root = short_dir("zst")
+    d = Daemon(root, {"slow": example("slow")}, {"tcp_control": endpoint})
+    try:
+        keys = zskill(d.config, "keys", "--client", "agent", env={})
+        assert keys.returncode == 0, keys.stderr
+        d.start()
+        d.wait_running("slow")
+        assert d.proc is not None
+        c = Client(
+            endpoint,
+            server_key=d.run_dir / "keys" / "server.key",
+            client_key=d.run_dir / "keys" / "clients" / "agent.key_secret",
+        )
+        try:
+            assert c.list()[0]["name"] == "slow"
+            with ThreadPoolExecutor(1) as pool:
+                in_flight = pool.submit(c.call, "slow", "sleep", {"seconds": 30}, timeout=50)
+                d.proc.send_signal(signal.SIGSTOP)
+                stopped = time.monotonic()
+                try:
+                    bound_s = (HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS) / 1000 + LIVENESS_EVERY_S
+                    with pytest.raises(DaemonUnavailable, match="dropped"):
+                        in_flight.result(timeout=bound_s + 5)
+                    assert time.monotonic() - stopped < bound_s + 2
+                    asked = time.monotonic()
+                    with pytest.raises(DaemonUnavailable, match="no connection to the daemon"):
+                        c.list()  # no timeout: before the fix, this never returned
+                    assert time.monotonic() - asked < REMOTE_DOWN_S + LIVENESS_EVERY_S + 2
+                finally:
+                    d.proc.send_signal(signal.SIGCONT)
+            assert c.list()[0]["name"] == "slow"
+        finally:
+            c.close()
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)
