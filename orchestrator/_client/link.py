@@ -16,11 +16,14 @@ Why a client needs it:
   :data:`HEARTBEAT_IVL_MS`), never connected -- for
   :data:`REMOTE_DOWN_S` fails the requests waiting on it.
 
-So a request to a remote daemon that went away fails with DaemonUnavailable
-within about ``HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS + REMOTE_DOWN_S +
-LIVENESS_EVERY_S`` (11 s) at worst: a dropped connection is seen at the
-client's next liveness check (every ``LIVENESS_EVERY_S``), a connection
-that does not come back in ``REMOTE_DOWN_S`` fails what waits on it.
+The bound, for a request to a tcp:// daemon that went away: DaemonUnavailable
+within ``max(HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS, REMOTE_DOWN_S) +
+LIVENESS_EVERY_S``, 7 s. A request in flight fails when its dropped
+connection is seen, at the reader's next liveness check (every
+``LIVENESS_EVERY_S``): at once after a RST, within 4 s of the last word
+from a host gone silent. A request on a connection that is down fails once
+it has been down ``REMOTE_DOWN_S``. A local (ipc://) daemon needs neither:
+its pid file and socket say whether it lives.
 """
 
 from __future__ import annotations
