@@ -8,6 +8,8 @@ so its decisions are unit-tested without sockets.
 Life of a call::
 
     accept ──> pending (skill queue) ──dispatch──> in flight on an instance
+      │           │                                   │
+      └─ max_queued reached ─> SkillOverloaded (at once)
                   │                                   │
                   └─ deadline ─> CallTimeout          ├─ Result ─> answer
                                                       ├─ deadline ─> CallTimeout
@@ -34,6 +36,7 @@ from typing import Any
 from ipc import (
     CallTimeout,
     OutcomeUnknown,
+    SkillOverloaded,
     SkillUnavailable,
     ToolNotFound,
     ToolSpec,
@@ -84,6 +87,7 @@ class PendingCall:
     accepted_at: float
     answered: bool = False
     instance: Instance | None = None
+    queued: bool = False  # counted in its queue's ``waiting``
 
 
 COMPACT_ABOVE = 1024
@@ -96,15 +100,33 @@ Answer = Callable[[PendingCall, WireError | None, bytes, str], None]
 class SkillQueue:
     """A skill's pending calls and the instances that may serve them."""
 
-    __slots__ = ("accepting", "active", "closed_reason", "name", "pending")
+    __slots__ = ("accepting", "active", "closed_reason", "max_queued", "name", "pending", "waiting")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_queued: int | None = None) -> None:
         self.name = name
+        # Answered calls stay in ``pending`` until dispatch reaches them;
+        # ``waiting`` counts the others (what max_queued bounds).
         self.pending: deque[PendingCall] = deque()
+        self.waiting = 0
+        self.max_queued = max_queued  # None: no bound
         self.active: list[Instance] = []
         # False when the skill is stopped or errored: calls fail fast.
         self.accepting = True
         self.closed_reason = ""
+
+    def push(self, call: PendingCall, *, front: bool = False) -> None:
+        call.queued = True
+        self.waiting += 1
+        if front:
+            self.pending.appendleft(call)
+        else:
+            self.pending.append(call)
+
+    def unqueue(self, call: PendingCall) -> None:
+        """``call`` no longer waits here: dispatched, or answered while queued."""
+        if call.queued:
+            call.queued = False
+            self.waiting -= 1
 
 
 class Router:
@@ -127,6 +149,10 @@ class Router:
         if q is None:
             q = self.queues[skill] = SkillQueue(skill)
         return q
+
+    def limit(self, skill: str, max_queued: int | None) -> None:
+        """At most ``max_queued`` calls of ``skill`` wait for a slot; more are refused."""
+        self.queue(skill).max_queued = max_queued
 
     def set_active(self, skill: str, instances: list[Instance], now: float) -> None:
         """Route the skill's queued and future calls to ``instances`` from now on.
@@ -169,13 +195,26 @@ class Router:
         call = PendingCall(
             next(self._ids), client, req_id, skill, tool, payload, now + timeout_s, now
         )
+        q = self.queue(skill)
+        if q.max_queued is not None and q.waiting >= q.max_queued and q.accepting:
+            # Refused before it is tracked: a flood costs no memory here.
+            call.answered = True
+            err = SkillOverloaded(
+                f"skill {skill!r} is overloaded: {q.waiting} calls already wait for a "
+                f"free slot (max_queued = {q.max_queued}); call {call.call_id} to "
+                f"{skill}.{tool} was refused, try again later",
+                skill=skill,
+                tool=tool,
+                max_queued=q.max_queued,
+            )
+            self._answer(call, err.to_wire(), b"", "")
+            return call
         heapq.heappush(self._deadlines, (call.deadline, call.call_id, call))
         self._open += 1
-        q = self.queue(skill)
         if not q.accepting:
             self.fail(call, SkillUnavailable(q.closed_reason, skill=skill))
             return call
-        q.pending.append(call)
+        q.push(call)
         self.dispatch(skill, now)
         return call
 
@@ -192,6 +231,7 @@ class Router:
             call = pending.popleft()
             if call.answered:
                 continue
+            q.unqueue(call)
             spec = inst.tools.get(call.tool)
             if spec is None:
                 self.fail(
@@ -278,7 +318,7 @@ class Router:
                 continue
             spec = inst.tools.get(call.tool)
             if spec is not None and spec.idempotent and call.deadline > now and q.accepting:
-                q.pending.appendleft(call)  # oldest first once all are pushed
+                q.push(call, front=True)  # oldest first once all are pushed
                 retried += 1
                 continue
             self.fail(
@@ -301,6 +341,8 @@ class Router:
     def fail(self, call: PendingCall, exc: Any) -> None:
         if call.answered:
             return
+        if call.queued:
+            self.queues[call.skill].unqueue(call)
         call.answered = True
         self._open -= 1
         self._answer(call, exc.to_wire(), b"", "")
@@ -309,7 +351,7 @@ class Router:
 
     def queued(self, skill: str) -> int:
         q = self.queues.get(skill)
-        return 0 if q is None else sum(1 for c in q.pending if not c.answered)
+        return 0 if q is None else q.waiting
 
 
 def _credit(inst: Instance) -> int:

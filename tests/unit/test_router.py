@@ -131,3 +131,76 @@ def test_answered_calls_behind_a_hung_one_do_not_pile_up(rec: Recorder) -> None:
     assert r.next_deadline() == 60.0
     assert r.expire(60.0) == 1 and rec.answers[-1] == (0, "CallTimeout", "")
     assert stuck.answered
+
+
+def test_over_max_queued_a_call_is_refused_at_once(rec: Recorder) -> None:
+    """Hardening 12: a flood waits in the daemon only up to max_queued; one
+    more call is answered SkillOverloaded at once, and nothing of it is kept."""
+    r = Router(rec.send, rec.answer)
+    r.limit("a", 3)
+    i = inst(concurrency=2)
+    r.set_active("a", [i], 0.0)
+    calls = [accept(r, n) for n in range(5)]  # 2 in flight, 3 queued
+    assert r.queued("a") == 3 and rec.answers == []
+    tracked = r.tracked
+    refused = accept(r, 99)
+    assert rec.answers == [(99, "SkillOverloaded", "")]
+    assert refused.answered and r.tracked == tracked  # not even in the deadline heap
+    # A slot frees: a queued call goes out, and one more fits again.
+    r.result(i, calls[0].call_id, None, b"x", 0.1)
+    assert r.queued("a") == 2
+    accept(r, 100)
+    assert r.queued("a") == 3
+    accept(r, 101)
+    assert rec.answers == [
+        (99, "SkillOverloaded", ""),
+        (0, None, "1.0"),
+        (101, "SkillOverloaded", ""),
+    ]
+
+
+def test_the_refusal_names_the_skill_and_the_limit() -> None:
+    errors: list[WireError] = []
+    r = Router(lambda *_: None, lambda c, err, p, v: errors.append(err) if err else None)
+    r.limit("a", 1)
+    accept(r, 1)  # no instance: it waits
+    accept(r, 2)
+    (err,) = errors
+    assert err.type == "SkillOverloaded"
+    assert "skill 'a' is overloaded" in err.message and "max_queued = 1" in err.message
+    assert err.details == {"skill": "a", "tool": "t", "max_queued": 1}
+
+
+def test_calls_answered_while_queued_free_their_place(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    r.limit("a", 2)
+    accept(r, 1, timeout=1.0)
+    accept(r, 2, timeout=1.0)
+    assert r.expire(1.0) == 2  # timed out in the queue: no longer waiting
+    assert r.queued("a") == 0
+    accept(r, 3, now=1.0)
+    accept(r, 4, now=1.0)
+    assert [a[1] for a in rec.answers] == ["CallTimeout", "CallTimeout"]
+    accept(r, 5, now=1.0)
+    assert rec.answers[-1] == (5, "SkillOverloaded", "")
+    # Closing the skill fails what waits; a stopped skill says so, not "overloaded".
+    r.close("a", "stopped")
+    assert r.queued("a") == 0
+    accept(r, 6, now=1.0)
+    assert rec.answers[-1] == (6, "SkillUnavailable", "")
+    r.reopen("a")
+    i = inst(concurrency=1, idempotent=True)
+    r.set_active("a", [i], 1.0)
+    accept(r, 7, now=1.0)
+    accept(r, 8, now=1.0)
+    accept(r, 9, now=1.0)
+    assert r.queued("a") == 2
+    r.lost(i, "it died", 1.0)  # the idempotent call in flight goes back to the queue
+    assert r.queued("a") == 3
+
+
+def test_without_a_limit_nothing_is_refused(rec: Recorder) -> None:
+    r = Router(rec.send, rec.answer)
+    for n in range(50):
+        accept(r, n)
+    assert r.queued("a") == 50 and rec.answers == []
