@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "skills" / "examples"
 if str(REPO) not in sys.path:
@@ -98,8 +100,6 @@ class LocalDaemon:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        import psutil
-
         if self.client is not None:
             self.client.close()
         if self.proc is not None and self.proc.poll() is None:
