@@ -20,15 +20,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ipc import BadRequest, HealthReply, Hello
+from ipc import BadRequest, ControlError, HealthReply, Hello
 
 from .._config import Config
-from .._status import EventKind, RolloutOp
+from .._status import EventKind, RolloutOp, StepStatus
 from .events import EventLog
 from .jobs import Jobs
 from .releases import Release, ReleaseStore, tree_digest
 from .restart_policy import Errored, Restart, Stop, decide
-from .router import Router
+from .router import InstanceState, Router
 from .runner import RolloutRunner
 from .runtime import (
     ActiveRollout,
@@ -38,6 +38,7 @@ from .runtime import (
     Proc,
     ProgressFn,
     SkillRuntime,
+    StopWaiter,
 )
 from .supervisor import ProcExit, Supervisor, SupervisorIo
 
@@ -74,9 +75,8 @@ class Lifecycle:
             elif done is not None:
                 done(self.sup.status(rt, now), None)
             return
-        rt.desired, rt.errored, rt.restart_at = "running", False, None
+        self._resume(rt, RolloutOp.START)
         rt.crash_times.clear()
-        self.router.reopen(rt.name)
         cur = self.releases.current(rt.name)
         if cur is not None and Path(cur.source) != rt.config.path and cur.run_dir().is_dir():
             # The current release came from --from and is still there: run it.
@@ -95,6 +95,16 @@ class Lifecycle:
         )
 
     def stop(self, rt: SkillRuntime, done: Done | None = None, reason: str = "") -> None:
+        """Drain and end every process of ``rt``; refuse its calls until a start.
+
+        ``done`` is answered once the processes this stop retired are gone
+        (each within its ``grace_s`` and ``kill_timeout_s``), with the skill's
+        status. If a start, upgrade or rollback put the skill back in service
+        meanwhile, the answer is a ControlError saying so -- the skill is not
+        stopped, and a script that waited for it must not think so -- but
+        still only once the retired processes are gone. A later stop takes
+        the earlier waiters along: they are answered when its processes,
+        too, are gone."""
         now = self.clock()
         rt.desired, rt.restart_at = "stopped", None
         self.runner.cancel(rt, reason or "the skill was stopped", now)
@@ -104,9 +114,11 @@ class Lifecycle:
         )
         for proc in list(rt.procs.values()):
             self.sup.retire(proc, now, reason or "stopped by request")
+        for w in rt.stop_waiters:  # stopped again: their stop holds after all
+            w.procs, w.overtaken_by = frozenset(rt.procs), ""
         if done is not None:
             if rt.procs:
-                rt.stop_waiters.append(done)
+                rt.stop_waiters.append(StopWaiter(frozenset(rt.procs), done))
             else:
                 done(self.sup.status(rt, now), None)
         self.events.emit(rt.name, EventKind.STOPPING, reason=reason or "requested")
@@ -138,8 +150,7 @@ class Lifecycle:
             src = rt.config.path
             check_source(rt, src)
             prepare = self._snapshot_job(rt, src)
-        rt.desired, rt.errored, rt.restart_at = "running", False, None
-        self.router.reopen(rt.name)
+        self._resume(rt, RolloutOp.UPGRADE)
         self.runner.begin(
             rt,
             RolloutOp.UPGRADE,
@@ -166,8 +177,7 @@ class Lifecycle:
                 f"release {prev.id} of {rt.name!r} can no longer run: {run_from} is gone",
                 skill=rt.name,
             )
-        rt.desired, rt.errored, rt.restart_at = "running", False, None
-        self.router.reopen(rt.name)
+        self._resume(rt, RolloutOp.ROLLBACK)
         self.runner.begin(
             rt,
             RolloutOp.ROLLBACK,
@@ -228,13 +238,18 @@ class Lifecycle:
             if rel is not None:
                 self.releases.commit(rt.name, rel, ar.new.inst.version, sorted(ar.new.inst.tools))
                 rt.release = rel.id
-            self.events.emit(rt.name, EventKind.READY, version=ar.new.inst.version, pid=ar.new.pid)
+            # Stopped (or replaced) while the old version drained: not ready.
+            if ar.new.state is InstanceState.READY and not ar.new.stop_reason:
+                self.events.emit(
+                    rt.name, EventKind.READY, version=ar.new.inst.version, pid=ar.new.pid
+                )
         elif rel is not None:
             self.releases.discard(rt.name, rel)
         if not ok and rt.desired == "running" and not rt.active():
-            why = ar.machine.reports[-1].detail if ar.machine.reports else "start failed"
+            # Why the step failed; the reports after it say what was undone.
+            failed = [r.detail for r in ar.machine.reports if r.status is StepStatus.FAILED]
+            why = failed[-1] if failed else "start failed"
             self._crashed(rt, now, f"{ar.op} failed", exit_code=None, detail=why)
-        self._settle(rt)
 
     # --- internals -------------------------------------------------------------
 
@@ -277,13 +292,38 @@ class Lifecycle:
 
         return job
 
+    def _resume(self, rt: SkillRuntime, op: RolloutOp) -> None:
+        """``rt`` is wanted in service again: calls are taken, and a stop
+        still waiting for its processes is overtaken."""
+        rt.desired, rt.errored, rt.restart_at = "running", False, None
+        self.router.reopen(rt.name)
+        for w in rt.stop_waiters:
+            w.overtaken_by = w.overtaken_by or op.value
+
     def _settle(self, rt: SkillRuntime) -> None:
-        if not rt.procs and rt.stop_waiters and rt.rollout is None:
-            waiters, rt.stop_waiters = rt.stop_waiters, []
-            status = self.sup.status(rt, self.clock())
+        """Answer each stop whose retired processes are all gone."""
+        ready = [w for w in rt.stop_waiters if not w.procs & rt.procs.keys()]
+        if not ready:
+            return
+        rt.stop_waiters = [w for w in rt.stop_waiters if w not in ready]
+        status = self.sup.status(rt, self.clock())
+        if rt.desired == "stopped" and not rt.procs:
             self.events.emit(rt.name, EventKind.STOPPED)
-            for fn in waiters:
-                fn(status, None)
+        for w in ready:
+            if not w.overtaken_by:
+                w.done(status, None)
+                continue
+            w.done(
+                None,
+                ControlError(
+                    f"stop of {rt.name!r} was overtaken: a {w.overtaken_by} put it back "
+                    f"in service while it drained; the processes the stop retired are "
+                    f"gone, and the skill is {status['state']} now",
+                    skill=rt.name,
+                    overtaken_by=w.overtaken_by,
+                    state=status["state"],
+                ),
+            )
 
     def _crashed(
         self, rt: SkillRuntime, now: float, how: str, *, exit_code: int | None, detail: str = ""

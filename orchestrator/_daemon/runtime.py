@@ -100,6 +100,17 @@ class ActiveRollout:
 
 
 @dataclass(eq=False, slots=True)
+class StopWaiter:
+    """A ``stop`` waiting for the processes it retired to be gone."""
+
+    procs: frozenset[str]  # instance ids
+    done: Done
+    # The operation (start, upgrade, rollback) that put the skill back in
+    # service while those processes drained; "" while the stop still holds.
+    overtaken_by: str = ""
+
+
+@dataclass(eq=False, slots=True)
 class SkillRuntime:
     """A configured skill inside the daemon."""
 
@@ -116,7 +127,7 @@ class SkillRuntime:
     restart_at: float | None = None
     last_exit: str = ""
     last_version: str = ""
-    stop_waiters: list[Done] = field(default_factory=list)
+    stop_waiters: list[StopWaiter] = field(default_factory=list)
     stats: SkillStats = field(default_factory=SkillStats)
 
     @property

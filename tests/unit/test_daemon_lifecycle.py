@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_daemon_fakes import Harness, hello_msg
 
-from ipc import Drain, HealthCheck, HealthReply, Reject, UpgradeFailed
+from ipc import ControlError, Drain, HealthCheck, HealthReply, Reject, UpgradeFailed
 
 
 class Waiter:
@@ -179,3 +179,127 @@ def test_stop_during_a_start_cancels_it(h: Harness) -> None:
     h.exit(proc, -9)
     assert stopped.calls[0][0]["state"] == "stopped"
     assert h.rt.restart_at is None  # stopped on purpose: no backoff
+
+
+def test_a_stop_overtaken_by_a_start_is_answered_when_its_process_is_gone(h: Harness) -> None:
+    """Hardening 3: a start while a stop drained spawned a new process, so
+    "no process left" never held and the stop was never answered."""
+    h.life.start(h.rt)
+    old = h.newest()
+    h.hello(old)
+    h.router.accept(b"c", 1, "echo", "say", b"", 60.0, h.clock())  # a slow call in flight
+    stopped, started = Waiter(), Waiter()
+    h.life.stop(h.rt, stopped)
+    assert len(h.wire.to(old, Drain)) == 1
+    h.life.start(h.rt, started)
+    new = h.newest()
+    assert new is not old
+    h.hello(new)
+    assert started.calls[0][1] is None and started.calls[0][0]["state"] == "running"
+    assert stopped.calls == []  # its process still drains
+    h.router.result(old.inst, 1, None, b"", h.clock())
+    h.exit(old, 0)
+    ((body, err),) = stopped.calls
+    assert body is None and isinstance(err, ControlError)
+    assert err.message.startswith("stop of 'echo' was overtaken: a start put it back in service")
+    assert err.details["state"] == "running" and err.details["overtaken_by"] == "start"
+    assert "stopped" not in h.types()[-3:]  # it is not stopped: no such event
+    assert h.rt.stop_waiters == []
+
+
+def test_an_upgrade_overtakes_a_stop_too_and_a_second_stop_restores_it(h: Harness) -> None:
+    h.life.start(h.rt)
+    first = h.newest()
+    h.hello(first)
+    h.router.accept(b"c", 1, "echo", "say", b"", 60.0, h.clock())
+    one = Waiter()
+    h.life.stop(h.rt, one)
+    h.life.upgrade(h.rt, None)
+    second = h.newest()
+    h.hello(second, version="2.0.0")
+    # Stopped again before the first stop's process is gone: that stop holds
+    # after all, and both wait for every process the second one retired.
+    two = Waiter()
+    h.life.stop(h.rt, two)
+    h.exit(second, 0)
+    assert one.calls == [] and two.calls == []
+    h.router.result(first.inst, 1, None, b"", h.clock())
+    h.exit(first, 0)
+    for w in (one, two):
+        ((status, err),) = w.calls
+        assert err is None and status["state"] == "stopped"
+    assert h.types()[-1] == "stopped"
+
+
+def test_a_stop_with_its_process_gone_before_the_start_serves_is_answered(h: Harness) -> None:
+    h.life.start(h.rt)
+    old = h.newest()
+    h.hello(old)
+    stopped = Waiter()
+    h.life.stop(h.rt, stopped)
+    h.life.start(h.rt)  # spawned, no hello yet
+    h.exit(old, 0)
+    ((_, err),) = stopped.calls
+    assert isinstance(err, ControlError) and err.details["state"] == "starting"
+
+
+def test_a_skill_that_cannot_start_says_why_not_that_an_old_version_serves(
+    h: Harness,
+) -> None:
+    """Hardening 14: a skill whose path is gone errored with "the old
+    version keeps serving" as its last exit (the rollback step's note)."""
+    h.procs.spawn_error = FileNotFoundError(2, "No such file or directory")
+    h.life.start(h.rt)
+    assert h.sup.status(h.rt, h.clock())["state"] == "backoff"
+    h.clock.now += 1.0
+    h.life.tick(h.clock())  # max_restarts = 1: the second failure errors it
+    status = h.sup.status(h.rt, h.clock())
+    assert status["state"] == "errored"
+    last = status["last_exit"] or ""
+    assert last.startswith("cannot start `"), last
+    assert "No such file or directory" in last and "keeps serving" not in last
+    (errored,) = [e for e in h.events.query("echo", 100) if e["type"] == "errored"]
+    assert errored["data"]["last_exit"] == last
+
+
+def test_no_ready_event_for_an_upgrade_stopped_while_it_drained(h: Harness) -> None:
+    """Hardening 14: stopped after the switch, while the old version drained,
+    the upgrade still said its new process was 'ready' after 'stopping'."""
+    h.life.start(h.rt)
+    old = h.newest()
+    h.hello(old)
+    h.router.accept(b"c", 1, "echo", "say", b"", 60.0, h.clock())  # keeps the old one busy
+    upgraded, stopped = Waiter(), Waiter()
+    h.life.upgrade(h.rt, None, upgraded)
+    new = h.newest()
+    h.hello(new, version="2.0.0")  # switched; the old one drains
+    h.life.stop(h.rt, stopped)
+    h.exit(new, 0)
+    h.router.result(old.inst, 1, None, b"", h.clock())
+    h.exit(old, 0)
+    kinds = h.types()
+    after_stop = kinds[kinds.index("stopping") :]
+    assert "ready" not in after_stop, kinds
+    assert after_stop[-1] == "stopped" and stopped.calls[0][0]["state"] == "stopped"
+    assert upgraded.calls[0][1] is None  # the upgrade itself went through
+
+
+def test_the_drain_is_reported_before_the_rollout_is_deployed(h: Harness) -> None:
+    """Hardening 14: 'drain started' came after 'deployed' (fixed in the
+    runner); with an old version to drain, and without."""
+    h.life.start(h.rt)
+    old = h.newest()
+    h.hello(old)
+    h.router.accept(b"c", 1, "echo", "say", b"", 60.0, h.clock())
+    h.life.upgrade(h.rt, None)
+    h.hello(h.newest(), version="2.0.0")
+    h.router.result(old.inst, 1, None, b"", h.clock())
+    h.exit(old, 0)
+    seq = [
+        f"{e['data']['step']} {e['data']['status']}" if e["type"] == "rollout" else e["type"]
+        for e in h.events.query("echo", 1000)
+        if e["type"] in ("rollout", "deployed")
+    ]
+    one = ["prepare started", "prepare ok", "spawn started", "spawn ok", "hello started"]
+    one += ["hello ok", "switch ok", "drain started", "drain ok", "done ok", "deployed"]
+    assert seq == one + one  # the start (nothing to drain), then the upgrade
