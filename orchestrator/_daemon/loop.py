@@ -40,6 +40,7 @@ from .events import EventLog
 from .jobs import ThreadJobs
 from .lifecycle import Lifecycle
 from .logfiles import LogFile
+from .memory import MemoryGuard
 from .process import Processes
 from .releases import ReleaseStore
 from .router import Instance, PendingCall, Router
@@ -98,6 +99,7 @@ class Daemon:
             config, self.router, self.events, self.releases, self.clock, io, self.jobs
         )
         self.sup = self.life.sup
+        self.memory = MemoryGuard(self.life, self.events)
         self.control = ControlServer(
             self.life,
             self.events,
@@ -132,7 +134,7 @@ class Daemon:
         for name, sc in config.skills.items():
             lf = LogFile(self.layout.skill_log(name), max_bytes=d.log_max_bytes, keep=d.log_keep)
             self.sup.skills[name] = SkillRuntime(config=sc, log=lf, source=sc.path)
-            self.router.queue(name)
+            self.router.limit(name, sc.settings.max_queued)
 
     # --- setup -----------------------------------------------------------------
 
@@ -266,6 +268,7 @@ class Daemon:
             kids = children_map()  # one scan of the process table for every skill
             for rt in self.sup.skills.values():
                 rt.stats.sample([p.pid for p in rt.procs.values() if p.child.alive], kids)
+                self.memory.check(rt, now)  # memory_limit: replace what grew over it
         if self._stopping:
             self._wait_for_processes(now)
 

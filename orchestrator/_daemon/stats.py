@@ -45,13 +45,15 @@ class VersionTotals:
 
 
 class SkillStats:
-    __slots__ = ("_buckets", "_procs", "by_version", "cpu_percent", "rss_bytes")
+    __slots__ = ("_buckets", "_procs", "by_version", "cpu_percent", "rss_by_pid", "rss_bytes")
 
     def __init__(self) -> None:
         self._buckets: deque[_Bucket] = deque()
         self.by_version: dict[str, VersionTotals] = {}
         self.cpu_percent = 0.0
         self.rss_bytes = 0
+        # Each sampled process's tree on its own (memory_limit is per process).
+        self.rss_by_pid: dict[int, int] = {}
         self._procs: dict[int, psutil.Process] = {}
 
     def record(self, now: float, version: str, latency_s: float, error: bool) -> None:
@@ -107,23 +109,27 @@ class SkillStats:
             kids = children_map()
         seen: dict[int, psutil.Process] = {}
         cpu, rss = 0.0, 0
-        tree, listed = list(pids), set(pids)
-        for pid in tree:  # grows as it goes: breadth first over the tree
+        by_root: dict[int, int] = dict.fromkeys(pids, 0)
+        tree, listed = [(pid, pid) for pid in pids], set(pids)
+        for pid, root in tree:  # grows as it goes: breadth first over the trees
             for kid in kids.get(pid, ()):
                 if kid not in listed:
                     listed.add(kid)
-                    tree.append(kid)
-        for pid in tree:
+                    tree.append((kid, root))
+        for pid, root in tree:
             try:
                 proc = self._procs.get(pid) or psutil.Process(pid)
                 cpu += proc.cpu_percent(None)  # since this process's last sample
-                rss += proc.memory_info().rss
+                used = proc.memory_info().rss
             except psutil.Error:
                 continue
+            rss += used
+            by_root[root] += used
             seen[pid] = proc
         self._procs = seen
         self.cpu_percent = round(cpu, 1)
         self.rss_bytes = rss
+        self.rss_by_pid = by_root
 
 
 def children_map() -> dict[int, list[int]]:

@@ -282,7 +282,7 @@ def test_a_stop_overtaken_by_a_start_is_answered() -> None:
         assert "Traceback" not in err
         assert took_s < 10, f"the stop took {took_s:.1f} s, more than its grace"
         (result,) = slow_call.join().values()
-        assert result.result == 3  # the drained call finished where it ran
+        assert result.value == 3  # the drained call finished where it ran
         st = zs.wait_running("slow")["slow"]
         assert len(st["instances"]) == 1
 
@@ -328,7 +328,11 @@ def test_memory_limit_replaces_a_process_without_failing_a_call() -> None:
             assert restart["reason"] == "memory_limit"
             assert restart["pid"] == first["pid"] and restart["rss_bytes"] > 100 << 20
             assert "over the skill's memory_limit of 80 MiB" in restart["why"]
-            exits = [e["data"] for e in c.events("echo", limit=1000) if e["type"] == "exit"]
+            exits = wait_for(
+                lambda: [e["data"] for e in c.events("echo", limit=1000) if e["type"] == "exit"],
+                10,
+                what="the old process to exit",
+            )
             assert [e["expected"] for e in exits] == [True]  # retired, not crashed
             assert new["restarts"] == 1 and new["state"] == "running"
     finally:
@@ -354,7 +358,7 @@ def test_a_flood_over_max_queued_is_refused_at_once() -> None:
         ok = [k for k, r in results.items() if not isinstance(r, Exception)]
         refused = {k: r for k, r in results.items() if isinstance(r, Exception)}
         assert len(ok) == 8, results  # 4 in flight, 4 queued
-        assert all(results[k].result == 2.0 for k in ok)
+        assert all(results[k].value == 2.0 for k in ok)
         assert len(refused) == 22
         for k, exc in refused.items():
             assert isinstance(exc, SkillOverloaded), exc

@@ -13,6 +13,7 @@ import pytest
 from test_daemon_fakes import Harness, hello_msg
 
 from ipc import ControlError, Drain, HealthCheck, HealthReply, Reject, UpgradeFailed
+from orchestrator._daemon.memory import MemoryGuard, hold_s
 
 
 class Waiter:
@@ -303,3 +304,64 @@ def test_the_drain_is_reported_before_the_rollout_is_deployed(h: Harness) -> Non
     one = ["prepare started", "prepare ok", "spawn started", "spawn ok", "hello started"]
     one += ["hello ok", "switch ok", "drain started", "drain ok", "done ok", "deployed"]
     assert seq == one + one  # the start (nothing to drain), then the upgrade
+
+
+def test_a_process_over_its_memory_limit_is_replaced_without_a_storm(tmp_path: Path) -> None:
+    """Hardening 12: over memory_limit (RSS sampled on the tick), a process
+    is replaced by a zero-downtime restart, the event says why, the restart
+    policy counts no crash; a fresh process over the limit at once waits."""
+    h = Harness(tmp_path, memory_limit="80MiB")
+    guard = MemoryGuard(h.life, h.events)
+    try:
+        h.life.start(h.rt)
+        first = h.newest()
+        h.hello(first)
+        h.rt.stats.rss_by_pid = {first.pid: 79 << 20}
+        guard.check(h.rt, h.clock())
+        assert len(h.procs.spawned) == 1  # under the limit
+        h.rt.stats.rss_by_pid = {first.pid: 100 << 20}
+        guard.check(h.rt, h.clock())
+        second = h.newest()
+        assert second is not first and h.rt.rollout is not None
+        event = h.events.query("echo", 100)
+        (restart,) = [e["data"] for e in event if e["type"] == "restart"]
+        assert restart["reason"] == "memory_limit" and restart["rss_bytes"] == 100 << 20
+        assert restart["why"] == (
+            f"{first.id} (pid {first.pid}) uses 100 MiB of memory, over the skill's "
+            "memory_limit of 80 MiB: replaced by a zero-downtime restart"
+        )
+        guard.check(h.rt, h.clock())  # one at a time: the restart runs
+        assert len(h.procs.spawned) == 2
+        h.hello(second)
+        assert h.rt.active() == [second] and h.wire.to(first, Drain)  # the old one drains
+        h.exit(first, 0)
+        assert not h.rt.crash_times and h.rt.restarts == 1
+        assert h.sup.status(h.rt, h.clock())["state"] == "running"
+
+        # The new one is over at once too: replaced once more, then held back.
+        h.clock.now += 2
+        h.rt.stats.rss_by_pid = {second.pid: 90 << 20}
+        guard.check(h.rt, h.clock())
+        third = h.newest()
+        h.hello(third)
+        h.exit(second, 0)
+        h.clock.now += 2
+        h.rt.stats.rss_by_pid = {third.pid: 90 << 20}
+        guard.check(h.rt, h.clock())
+        assert len(h.procs.spawned) == 3  # held: hold_s(2) = 10 s
+        h.clock.now += 8.5
+        guard.check(h.rt, h.clock())
+        assert len(h.procs.spawned) == 4
+        assert [hold_s(n) for n in (1, 2, 3, 4, 10)] == [0.0, 10.0, 20.0, 40.0, 300.0]
+    finally:
+        h.close()
+
+
+def test_no_memory_restart_without_a_limit_or_while_stopped(h: Harness) -> None:
+    guard = MemoryGuard(h.life, h.events)
+    h.life.start(h.rt)
+    proc = h.newest()
+    h.hello(proc)
+    h.rt.stats.rss_by_pid = {proc.pid: 10 << 30}
+    guard.check(h.rt, h.clock())
+    assert len(h.procs.spawned) == 1

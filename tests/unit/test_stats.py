@@ -48,6 +48,7 @@ def test_sample_sums_the_whole_process_tree_from_one_scan() -> None:
         s.sample([parent.pid], kids)
         assert s.rss_bytes > tree[0].memory_info().rss  # the child counted too
         assert sorted(s._procs) == sorted(p.pid for p in tree)
+        assert s.rss_by_pid == {parent.pid: s.rss_bytes}
         s.sample([parent.pid])  # without a map it scans by itself
         assert sorted(s._procs) == sorted(p.pid for p in tree)
     finally:
@@ -71,3 +72,21 @@ def test_event_history_file_stays_bounded(tmp_path: Path) -> None:
     assert [e["data"]["n"] for e in again.query("echo", 100)] == list(range(15, 25))
     assert again.emit("echo", "exit").seq == 26  # numbering goes on
     again.close()
+
+
+def test_sample_keeps_each_process_tree_apart() -> None:
+    """memory_limit applies per process: during a restart the old and the
+    new process of a skill are sampled together, each tree on its own."""
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in "ab"]
+    try:
+        s = SkillStats()
+        s.sample([p.pid for p in procs] + [999_999_999])  # one gone already
+        a, b = procs
+        assert set(s.rss_by_pid) == {a.pid, b.pid, 999_999_999}
+        assert s.rss_by_pid[999_999_999] == 0
+        assert s.rss_by_pid[a.pid] > 1_000_000 and s.rss_by_pid[b.pid] > 1_000_000
+        assert s.rss_bytes == s.rss_by_pid[a.pid] + s.rss_by_pid[b.pid]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(5)
