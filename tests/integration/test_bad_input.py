@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -146,3 +147,55 @@ def test_garbage_on_every_socket_while_real_calls_run(zs: Daemon) -> None:
     st = {s["name"]: s for s in c.list()}
     assert st["echo"]["state"] == "running" and st["slow"]["state"] == "running"
     assert os.path.exists(ep.control.removeprefix("ipc://"))
+
+
+def zskill(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "nan", "inf"])
+def test_a_bad_timeout_is_a_usage_error(zs: Daemon, value: str) -> None:
+    """Hardening 9 and 13: `--timeout 0` gave up at once saying 'no daemon'
+    while the daemon ran the call with its default; `--timeout nan` was a
+    traceback. Both are refused before anything is sent."""
+    r = zskill(zs.config, "call", "echo", "say", "--json", '{"text": "hi"}', "--timeout", value)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "is not a positive, finite number of seconds" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    ok = zskill(zs.config, "call", "echo", "say", "--json", '{"text": "hi"}', "--timeout", "5")
+    assert ok.returncode == 0 and ok.stdout.strip() == "hi"
+
+
+@pytest.mark.parametrize("owner", ["a file", "another user"])
+def test_an_unusable_run_dir_is_a_clear_error_for_every_command(owner: str) -> None:
+    """Hardening 13: a run dir that is a file, or another user's, gave `logs`
+    and `keys` a traceback (exit 1); every command now says why, exit 2."""
+    if owner == "another user" and os.getuid() != 0:
+        pytest.skip("giving a directory to another user (chown) needs root")
+    root = short_dir()
+    try:
+        cfg = root / "zskill.toml"
+        write_config(cfg, {"echo": example("echo")}, {"run_dir": "run"})
+        run_dir = root / "run"
+        if owner == "a file":
+            run_dir.write_text("not a directory\n")
+            why = "it is not a directory"
+        else:
+            run_dir.mkdir(mode=0o755)
+            os.chown(run_dir, 65534, 65534)
+            why = "belongs to uid 65534"
+        for argv in (["up"], ["list"], ["call", "echo", "say"], ["logs", "echo"], ["keys"]):
+            r = zskill(cfg, *argv)
+            out = r.stdout + r.stderr
+            assert r.returncode == 2, (argv, out)
+            assert f"cannot use {run_dir} as the run dir" in r.stderr and why in r.stderr, out
+            assert "Traceback" not in out
+        if owner == "another user":
+            assert list(run_dir.iterdir()) == []  # nothing written into theirs (keys, logs)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
