@@ -108,7 +108,12 @@ _STEP_OF = {
 
 
 class Rollout:
-    def __init__(self, *, start_timeout_s: float, health_timeout_s: float) -> None:
+    def __init__(
+        self, *, start_timeout_s: float, health_timeout_s: float, has_old: bool = True
+    ) -> None:
+        """``has_old``: an old version serves (an upgrade), or nothing does
+        (a first start): what a rollback leaves behind differs."""
+        self.has_old = has_old
         self.start_timeout_s = start_timeout_s
         self.health_timeout_s = health_timeout_s
         self.phase = Phase.SPAWNING
@@ -231,9 +236,14 @@ class Rollout:
         return [
             self._report(step, StepStatus.FAILED, now, reason),
             KillNew(reason),
-            self._report(Step.ROLLBACK, StepStatus.OK, now, "the old version keeps serving"),
+            self._report(Step.ROLLBACK, StepStatus.OK, now, self._left_behind()),
             Finish(False, reason, step),
         ]
+
+    def _left_behind(self) -> str:
+        if self.has_old:
+            return "the old version keeps serving"
+        return "nothing else changed (no earlier version was serving)"
 
     def _report(
         self,

@@ -89,7 +89,11 @@ class RolloutRunner:
         old = rt.active()
         ar = ActiveRollout(
             op=op,
-            machine=Rollout(start_timeout_s=s.start_timeout_s, health_timeout_s=s.health_timeout_s),
+            machine=Rollout(
+                start_timeout_s=s.start_timeout_s,
+                health_timeout_s=s.health_timeout_s,
+                has_old=bool(old),
+            ),
             source=source,
             old=old,
             old_version=old[0].inst.version if old else rt.last_version,

@@ -141,3 +141,16 @@ def test_a_failed_or_cancelled_prepare_rolls_back_at_that_step() -> None:
     r2.start(0.0, prepare=True)
     fin2 = r2.prepare_failed(1.0, "cannot prepare the code: OSError")[-1]
     assert isinstance(fin2, Finish) and fin2.reason.startswith("cannot prepare")
+
+
+def test_a_rollback_says_what_is_left_serving() -> None:
+    upgrade = Rollout(start_timeout_s=5, health_timeout_s=5, has_old=True)
+    upgrade.start(0.0)
+    first_start = Rollout(start_timeout_s=5, health_timeout_s=5, has_old=False)
+    first_start.start(0.0)
+    details = []
+    for r in (upgrade, first_start):
+        reports = [a for a in r.spawn_failed(1.0, "no such file") if isinstance(a, Report)]
+        details.append(next(a.detail for a in reports if a.step is Step.ROLLBACK))
+    assert details[0] == "the old version keeps serving"
+    assert "keeps serving" not in details[1] and "no earlier version" in details[1]
