@@ -2,9 +2,22 @@
 
 Skills start as fresh interpreters (exec, never fork of the daemon: a ZeroMQ
 context must not cross a fork) in a session of their own, so their process
-group is theirs to signal. The daemon makes itself a child subreaper, so a
-skill's grandchildren that outlive it are re-parented to the daemon, where
-they can still be found and killed.
+group is theirs to signal. What a skill process starts must end with it, even
+a grandchild that cleared its environment and left the session (setsid):
+
+- where the daemon may make cgroups (cgroup v2, its own cgroup writable: root,
+  or a delegated systemd unit), each skill process gets one of its own,
+  ``zskill-<daemon pid>-<instance>`` beside the daemon, entered right after
+  spawn (before the new interpreter has run a line of the skill), which no
+  descendant can leave. Signals go to every member, SIGKILL by
+  ``cgroup.kill``; the tree is gone when the cgroup is empty, and then the
+  cgroup is removed. The first spawn also kills what is left in the cgroups
+  of a daemon that died without stopping its skills.
+- elsewhere the daemon is a child subreaper: a skill's descendants that
+  outlive their parent are re-parented to it. When a skill process ends, the
+  orphans that name its instance in their environment are its; so are those
+  that name none and belong to no other tree (an orphan that cleared its
+  environment while another skill's process ended is mistaken for that one's).
 
 The instance's secret never enters a skill's environment (where any process
 of the same user reads it, in ``/proc/PID/environ``, for as long as the skill
@@ -20,8 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
+import re
+import secrets
 import signal
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -31,7 +47,7 @@ from typing import Protocol
 
 import psutil
 
-from ipc import ENV_SECRET
+from ipc import ENV_INSTANCE, ENV_SECRET
 
 log = logging.getLogger("zskill.process")
 
@@ -74,6 +90,7 @@ class Child:
     stderr_fd: int | None
     tree: set[int] = field(default_factory=set)
     exit_code: int | None = None  # as waitpid told: >= 0 exit status, < 0 signal
+    cgroup: Path | None = None  # the cgroup of its own, where the system allows one
 
     @property
     def alive(self) -> bool:
@@ -106,6 +123,8 @@ def spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
     full_env.update(env)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     secret = full_env.pop(ENV_SECRET, None)
+    instance = env.get(ENV_INSTANCE, "")
+    cgroup = _make_cgroup(instance if _SAFE_NAME.fullmatch(instance) else secrets.token_hex(4))
     secret_fd = _secret_pipe(secret) if secret is not None else None
     if secret_fd is not None:
         full_env[ENV_SECRET_FD] = str(secret_fd)
@@ -121,15 +140,22 @@ def spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
             close_fds=True,
             pass_fds=() if secret_fd is None else (secret_fd,),
         )
+    except BaseException:
+        if cgroup is not None:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+        raise
     finally:
         if secret_fd is not None:
             os.close(secret_fd)  # the child has its copy; the pipe dies with it
+    if cgroup is not None and not _enter_cgroup(cgroup, popen.pid):
+        cgroup = None
     out = popen.stdout.fileno() if popen.stdout else None
     err = popen.stderr.fileno() if popen.stderr else None
     for fd in (out, err):
         if fd is not None:
             os.set_blocking(fd, False)
-    return Child(popen.pid, popen, out, err, {popen.pid})
+    return Child(popen.pid, popen, out, err, {popen.pid}, cgroup=cgroup)
 
 
 def _secret_pipe(secret: str) -> int:
@@ -155,7 +181,10 @@ def descendants(pid: int) -> set[int]:
 
 def signal_tree(child: Child, sig: signal.Signals) -> None:
     """Send ``sig`` to the child, its process group, and every descendant we
-    have seen (a descendant may have left the group with setsid)."""
+    have seen (a descendant may have left the group with setsid); with a
+    cgroup, to every process in it."""
+    if child.cgroup is not None:
+        _signal_cgroup(child.cgroup, sig)
     if child.alive:
         child.tree |= descendants(child.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -176,9 +205,10 @@ def adopt_orphans(child: Child, instance: str, known: set[int]) -> None:
     """Add to the child's tree the processes it left behind.
 
     Once a skill process is gone its descendants are re-parented to us (we
-    are a subreaper), so they are our children that are not skill processes;
-    the ``ZSKILL_INSTANCE`` they inherited in their environment says whose
-    they were -- even for one that left the process group with setsid.
+    are a subreaper), so they are our children that are not skill processes
+    (nor in ``known``: the pids of every tree). The ``ZSKILL_INSTANCE`` they
+    inherited says whose they were; without a cgroup, one that cleared its
+    environment is taken to be the ending process's (see the module docstring).
     """
     try:
         ours = psutil.Process().children()
@@ -188,7 +218,8 @@ def adopt_orphans(child: Child, instance: str, known: set[int]) -> None:
         if p.pid in known or p.pid in child.tree:
             continue
         try:
-            if p.environ().get("ZSKILL_INSTANCE") != instance:
+            owner = p.environ().get(ENV_INSTANCE)
+            if owner != instance and (owner is not None or child.cgroup is not None):
                 continue
             child.tree.add(p.pid)
             child.tree.update(q.pid for q in p.children(recursive=True))
@@ -200,6 +231,12 @@ def tree_alive(child: Child) -> bool:
     """Whether any process of the child's tree still runs (zombies count as gone)."""
     if child.alive:
         return True
+    if child.cgroup is not None:
+        if _cgroup_pids(child.cgroup):
+            return True
+        with contextlib.suppress(OSError):
+            child.cgroup.rmdir()
+        child.cgroup = None
     for pid in list(child.tree):
         if pid == child.pid:
             continue
@@ -234,3 +271,105 @@ def close_pipes(child: Child) -> None:
         if f is not None:
             with contextlib.suppress(OSError):
                 f.close()
+
+
+# --- cgroups -------------------------------------------------------------------
+
+CGROUP_PREFIX = "zskill-"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+_cgroups_refused = False  # making one failed once: the subreaper alone from then on
+
+
+@functools.cache
+def cgroup_root() -> Path | None:
+    """The daemon's own cgroup v2 directory, if it may make cgroups there;
+    None: no cgroup v2, or not ours to write (then the subreaper alone).
+    Found once; stale cgroups of dead daemons in it are cleared then."""
+    try:
+        own = next(
+            line[3:]
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if line.startswith("0::")
+        )
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except (OSError, StopIteration):
+        return None
+    for line in mounts:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if not rest.startswith("cgroup2 ") or len(parts) < 5:
+            continue
+        mount_root, mount_point = parts[3], parts[4]
+        if mount_root != "/" and not own.startswith(mount_root + "/") and own != mount_root:
+            continue
+        relative = own[len(mount_root) :] if mount_root != "/" else own
+        root = Path(mount_point) / relative.lstrip("/")
+        if os.access(root, os.W_OK) and os.access(root / "cgroup.procs", os.W_OK):
+            _clear_dead_daemons(root)
+            return root
+    return None
+
+
+def _clear_dead_daemons(root: Path) -> None:
+    """Kill what is left in the cgroups of daemons that are gone: skill
+    processes (and their trees) of a daemon that was SIGKILLed or crashed."""
+    for path in root.glob(CGROUP_PREFIX + "*"):
+        try:
+            pid = int(path.name[len(CGROUP_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or psutil.pid_exists(pid):
+            continue
+        log.info("killing what is left in %s (daemon %d is gone)", path, pid)
+        _signal_cgroup(path, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            path.rmdir()  # fails while its processes die: the next daemon removes it
+
+
+def _make_cgroup(name: str) -> Path | None:
+    global _cgroups_refused
+    root = None if _cgroups_refused else cgroup_root()
+    if root is None:
+        return None
+    path = root / f"{CGROUP_PREFIX}{os.getpid()}-{name}"
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot make cgroup %s (%s); skill trees rely on the subreaper", path, exc)
+        _cgroups_refused = True
+        return None
+    return path
+
+
+def _enter_cgroup(path: Path, pid: int) -> bool:
+    try:
+        (path / "cgroup.procs").write_text(str(pid))
+    except ProcessLookupError:
+        return True  # exited already: the empty cgroup says its tree is gone
+    except OSError as exc:
+        log.warning("cannot move pid %d into %s: %s", pid, path, exc)
+        with contextlib.suppress(OSError):
+            path.rmdir()
+        return False
+    return True
+
+
+def _cgroup_pids(path: Path) -> list[int]:
+    """The processes in the cgroup (zombies have left it)."""
+    try:
+        return [int(x) for x in (path / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _signal_cgroup(path: Path, sig: signal.Signals) -> None:
+    if sig is signal.SIGKILL:
+        try:
+            # Atomic (Linux 5.14+): a process forking right now is killed too.
+            (path / "cgroup.kill").write_text("1")
+            return
+        except OSError:
+            pass
+    for pid in _cgroup_pids(path):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)

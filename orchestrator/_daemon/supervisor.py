@@ -315,7 +315,10 @@ class Supervisor:
         for fd in list(proc.captures):
             self._read_pipe(proc, fd)
         # Whatever it did, the rest of its tree goes with it.
-        self._os.adopt_orphans(proc.child, proc.id, set(self._by_pid))
+        known = set(self._by_pid).union(
+            *(p.child.tree for p in self.procs.values() if p is not proc)
+        )
+        self._os.adopt_orphans(proc.child, proc.id, known)
         self._os.signal_tree(proc.child, signal.SIGKILL)
         how = proc.child.describe_exit()
         rt = self.skills[proc.inst.skill]

@@ -4,7 +4,6 @@ daemon and skill processes: the test fails on the code before its fix."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -19,9 +18,21 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import EXAMPLES, Daemon, example, running_daemon, short_dir, write_config
+import zmq
+from helpers import (
+    EXAMPLES,
+    Daemon,
+    example,
+    running_daemon,
+    short_dir,
+    variant,
+    wait_for,
+    write_config,
+)
 
+import ipc
 from orchestrator import UpgradeFailed
+from orchestrator._daemon.process import cgroup_root
 from orchestrator._rundir import RunDir
 from orchestrator.testing import FakeDaemon
 
@@ -177,6 +188,8 @@ def test_a_daemon_started_after_a_crash_is_not_disturbed_by_the_old_skills() -> 
         c = zs.client()
         assert c.call("echo", "ping", {}, timeout=5) == "pong"
         assert [e for e in c.events(limit=1000) if e["type"] == "exit"] == []
+        if cgroup_root() is not None:  # the new daemon kills what the dead one left
+            wait_for(lambda: all(_gone(pid) for pid in orphans), 10, what="the orphans gone")
     finally:
         zs.stop()
         for pid in orphans:
@@ -185,40 +198,33 @@ def test_a_daemon_started_after_a_crash_is_not_disturbed_by_the_old_skills() -> 
         shutil.rmtree(root, ignore_errors=True)
 
 
-# A skill process's environment read by another process, and used to say
-# hello in its place: what a process of the daemon's user could do.
-THIEF = """
-import json, os, sys
-import zmq
-import ipc
-
-victim, out = int(sys.argv[1]), sys.argv[2]
-with open(f"/proc/{victim}/environ", "rb") as f:
-    pairs = f.read().decode().split("\\0")
-environ = dict(kv.split("=", 1) for kv in pairs if "=" in kv)
-instance = environ["ZSKILL_INSTANCE"]
-ctx = zmq.Context()
-sock = ctx.socket(zmq.DEALER)
-sock.setsockopt(zmq.ROUTING_ID, instance.encode())
-ipc.configure(sock)
-sock.connect(environ["ZSKILL_ENDPOINT"])
-hello = ipc.Hello(
-    protocol=ipc.PROTOCOL_VERSION, skill="echo", version="6.6.6", instance=instance,
-    pid=os.getpid(), concurrency=1, tools=[], has_health=False,
-    secret=environ.get("ZSKILL_SECRET", ""),
-)
-sock.send_multipart(ipc.encode(hello))
-answer = ipc.decode(sock.recv_multipart()) if sock.poll(10_000) else None
-with open(out, "w") as f:
-    json.dump({"answer": type(answer).__name__, "secret_seen": "ZSKILL_SECRET" in environ}, f)
-sock.close(linger=0)
-ctx.term()
-"""
-
-VICTIM = """
-import subprocess, sys
-subprocess.run([sys.executable, "thief.py", str(os.getpid()), {out!r}], timeout=20)
-"""
+def _hello_as(pid: int, environ: dict[str, str]) -> Any:
+    """Say hello as the skill process whose environment this is, with what
+    secret that environment holds (what a process of the daemon's user, which
+    reads /proc/PID/environ, could do); the daemon's answer."""
+    instance = environ["ZSKILL_INSTANCE"]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    try:
+        sock.setsockopt(zmq.ROUTING_ID, instance.encode())
+        ipc.configure(sock)
+        sock.connect(environ["ZSKILL_ENDPOINT"])
+        hello = ipc.Hello(
+            protocol=ipc.PROTOCOL_VERSION,
+            skill="echo",
+            version="6.6.6",
+            instance=instance,
+            pid=pid,  # not ours: the daemon adds a welcomed pid to the tree it kills
+            concurrency=1,
+            tools=[],
+            has_health=False,
+            secret=environ.get("ZSKILL_SECRET", ""),
+        )
+        sock.send_multipart(ipc.encode(hello))
+        return ipc.decode(sock.recv_multipart()) if sock.poll(10_000) else None
+    finally:
+        sock.close(linger=0)
+        ctx.term()
 
 
 def test_a_process_reading_a_skills_environment_cannot_say_hello_in_its_place() -> None:
@@ -228,19 +234,33 @@ def test_a_process_reading_a_skills_environment_cannot_say_hello_in_its_place() 
     pipe now; the environment holds no secret and such a hello is refused."""
     root = short_dir("zst")
     try:
-        release = root / "thief"
-        release.mkdir()
-        out = root / "thief.json"
-        (release / "thief.py").write_text(THIEF)
-        victim = "import os\n" + VICTIM.format(out=str(out))
-        (release / "main.py").write_text(victim)
-        with running_daemon({"echo": example("echo", start_timeout_s=5)}) as zs:
-            zs.wait_running("echo")
+        slow = root / "slow"  # a new version that takes its time to say hello
+        slow.mkdir()
+        (slow / "main.py").write_text("import time\ntime.sleep(60)\n")
+        with running_daemon({"echo": example("echo", start_timeout_s=10)}) as zs:
+            old_pid = zs.wait_running("echo")["echo"]["pid"]
             c = zs.client()
-            with pytest.raises(UpgradeFailed):
-                c.upgrade("echo", str(release))
-            report = json.loads(out.read_text())
-            assert report == {"answer": "Reject", "secret_seen": False}
+            with ThreadPoolExecutor(1) as pool:
+                upgrade = pool.submit(c.upgrade, "echo", str(slow))
+                new_pid = wait_for(
+                    lambda: next(
+                        (
+                            i["pid"]
+                            for i in zs.status("echo")["instances"]
+                            if i["pid"] not in (None, old_pid)
+                        ),
+                        None,
+                    ),
+                    10,
+                    what="the new process",
+                )
+                raw = Path(f"/proc/{new_pid}/environ").read_bytes().decode()
+                environ = dict(kv.split("=", 1) for kv in raw.split("\0") if "=" in kv)
+                answer = _hello_as(new_pid, environ)
+                assert type(answer).__name__ == "Reject", answer
+                assert "ZSKILL_SECRET" not in environ and "ZSKILL_INSTANCE" in environ
+                with pytest.raises(UpgradeFailed):
+                    upgrade.result(30)
             st = zs.status("echo")
             assert st["state"] == "running" and st["version"] == "1.0.0"
     finally:
@@ -441,4 +461,75 @@ def test_a_tcp_client_gives_up_on_a_daemon_gone_silent() -> None:
             c.close()
     finally:
         d.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# A tool that leaves a grandchild behind the way a careless (or hostile) skill
+# might: its environment cleared, a session of its own, and re-parented away
+# from the skill process at once (its shell exits).
+SLEEPER = '''
+@skill.tool()
+def sleeper() -> int:
+    """Start `sleep 300` escaped from this process: the sleeper's pid."""
+    import subprocess
+
+    cmd = "setsid env -i sleep 300 >/dev/null 2>&1 & echo $!"
+    return int(subprocess.run(["sh", "-c", cmd], capture_output=True, check=True).stdout)
+'''
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_grandchild_that_cleared_its_env_and_left_the_session_ends_with_its_skill() -> None:
+    """Hardening 8: a grandchild started with a cleared environment under
+    setsid, re-parented to the daemon, survived stop, upgrade, restart and
+    `down` (the daemon knew it only by ZSKILL_INSTANCE in its environment).
+    Each skill process has a cgroup of its own now (the subreaper where the
+    system allows none): whatever it started ends with it."""
+    root = short_dir("zsg")
+    sleepers: list[int] = []
+    try:
+        v1 = variant(root, "v1", version="1.0.0", extra=SLEEPER)
+        v2 = variant(root, "v2", version="2.0.0", extra=SLEEPER)
+        with running_daemon({"echo": example("echo", path=str(v1))}) as zs:
+            zs.wait_running("echo")
+            c = zs.client()
+
+            def escaped() -> int:
+                pid = int(c.call("echo", "sleeper", {}, timeout=10))
+                sleepers.append(pid)
+                p = psutil.Process(pid)
+                wait_for(lambda: p.cmdline() == ["sleep", "300"], 5, what="env to exec sleep")
+                assert os.getsid(pid) == pid
+                assert "ZSKILL_INSTANCE" not in p.environ()
+                return pid
+
+            pid = escaped()
+            c.stop("echo")
+            wait_for(lambda: _gone(pid), 10, what="the grandchild gone after stop")
+            c.start("echo")
+            zs.wait_running("echo")
+
+            pid = escaped()
+            c.upgrade("echo", str(v2))
+            wait_for(lambda: _gone(pid), 10, what="the grandchild gone after upgrade")
+
+            pid = escaped()
+            c.restart("echo")
+            wait_for(lambda: _gone(pid), 10, what="the grandchild gone after restart")
+
+            pid = escaped()
+            c.shutdown()  # what `zskill down` asks
+            assert zs.proc is not None
+            zs.proc.wait(30)
+            wait_for(lambda: _gone(pid), 10, what="the grandchild gone after down")
+    finally:
+        for pid in sleepers:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
         shutil.rmtree(root, ignore_errors=True)

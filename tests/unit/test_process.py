@@ -3,10 +3,18 @@ processes: what a spawned process finds in its environment and fds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import psutil
+import pytest
 
 from ipc import ENV_ENDPOINT, ENV_INSTANCE, ENV_SECRET
 from orchestrator._daemon import process
@@ -73,3 +81,89 @@ def test_no_pipe_is_left_open_in_the_daemon(tmp_path: Path) -> None:
     before = set(os.listdir("/proc/self/fd"))
     run(tmp_path, {ENV_ENDPOINT: "ipc:///tmp/x", ENV_SECRET: "s"})
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+# A skill process that leaves an escaped grandchild: cleared environment, a
+# session of its own, re-parented away from it (its shell exits). It prints
+# the grandchild's pid, then waits to be killed.
+ESCAPER = """
+import subprocess, sys, time
+cmd = "setsid env -i sleep 300 >/dev/null 2>&1 & echo $!"
+print(subprocess.run(["sh", "-c", cmd], capture_output=True, text=True).stdout, flush=True)
+time.sleep(300)
+"""
+
+needs_cgroups = pytest.mark.skipif(
+    process.cgroup_root() is None, reason="no cgroup v2 this process may write"
+)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@needs_cgroups
+def test_a_skill_process_and_its_escaped_grandchild_share_a_cgroup_killed_as_one(
+    tmp_path: Path,
+) -> None:
+    """Hardening 8: the grandchild left the session and cleared its
+    environment; it is still in the skill process's cgroup, and dies with it."""
+    child = process.spawn([sys.executable, "-c", ESCAPER], tmp_path, {ENV_INSTANCE: "echo-test-1"})
+    grandchild = 0
+    try:
+        assert child.cgroup is not None and child.cgroup.parent == process.cgroup_root()
+        assert child.cgroup.name == f"zskill-{os.getpid()}-echo-test-1"
+        assert child.stdout_fd is not None
+        os.set_blocking(child.stdout_fd, True)
+        grandchild = int(os.read(child.stdout_fd, 100))
+        wait_until(lambda: psutil.Process(grandchild).ppid() != child.pid)  # escaped
+        assert os.getsid(grandchild) == grandchild
+        assert set(process._cgroup_pids(child.cgroup)) >= {child.pid, grandchild}
+
+        process.signal_tree(child, signal.SIGKILL)
+        assert child.popen is not None
+        child.exited(child.popen.wait(10))
+        wait_until(lambda: gone(grandchild))
+        cgroup = child.cgroup
+        wait_until(lambda: not process.tree_alive(child))
+        assert child.cgroup is None and not cgroup.exists()  # removed once empty
+    finally:
+        if grandchild:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(grandchild).kill()
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, signal.SIGKILL)
+        process.close_pipes(child)
+
+
+@needs_cgroups
+def test_what_a_dead_daemon_left_in_its_cgroups_is_killed(tmp_path: Path) -> None:
+    """Hardening 7: the skill processes of a daemon that was SIGKILLed are
+    killed, with their trees, when the next daemon looks for its cgroups."""
+    root = process.cgroup_root()
+    assert root is not None
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = root / f"zskill-{dead.pid}-echo-gone-1"
+    left.mkdir()
+    orphan = subprocess.Popen(["sleep", "300"])
+    try:
+        (left / "cgroup.procs").write_text(str(orphan.pid))
+        process._clear_dead_daemons(root)
+        assert orphan.wait(10) == -signal.SIGKILL
+        wait_until(lambda: not left.exists() or not process._cgroup_pids(left))
+    finally:
+        orphan.kill()
+        orphan.wait()
+        with contextlib.suppress(OSError):
+            left.rmdir()
