@@ -245,6 +245,10 @@ def test_a_connection_dropped_for_an_oversized_reply_recovers(daemon: FakeDaemon
         async with AsyncClient(daemon.run_dir, timeout=30.0, max_message_bytes=64 * 1024) as client:
             assert await client.call("echo", "echo", {"n": 1}) == {"n": 1}
             other = asyncio.ensure_future(client.call("echo", "sleep", {"delay_s": 20.0}))
+            deadline = time.monotonic() + 5
+            while len(daemon.received) < 2:  # sent on the connection about to be dropped
+                assert time.monotonic() < deadline, "the call never reached the fake daemon"
+                await asyncio.sleep(0.01)
             started = time.monotonic()
             with pytest.raises(DaemonUnavailable, match="was dropped before req"):
                 await client.request("tools")  # no timeout: it waited as long as the daemon lived
