@@ -52,7 +52,16 @@ from ._messages import (
 )
 
 if TYPE_CHECKING:
-    from ._codec import INLINE_PAYLOAD_MAX, decode, decode_payload, encode, encode_payload
+    from ._codec import (
+        INLINE_PAYLOAD_MAX,
+        Dropped,
+        call_bytes,
+        decode,
+        decode_header,
+        decode_payload,
+        encode,
+        encode_payload,
+    )
     from ._sockets import (
         ENV_CONCURRENCY,
         ENV_ENDPOINT,
@@ -60,6 +69,8 @@ if TYPE_CHECKING:
         ENV_MAX_MESSAGE_BYTES,
         ENV_SECRET,
         ENV_SKILL,
+        HEADER_ROOM_BYTES,
+        MAX_FRAMES,
         MAX_MESSAGE_BYTES,
         PROTOCOL_VERSION,
         Endpoints,
@@ -74,7 +85,10 @@ if TYPE_CHECKING:
 # ``zskill --help`` do -- costs neither.
 _LAZY = {
     "INLINE_PAYLOAD_MAX": "_codec",
+    "Dropped": "_codec",
+    "call_bytes": "_codec",
     "decode": "_codec",
+    "decode_header": "_codec",
     "decode_payload": "_codec",
     "encode": "_codec",
     "encode_payload": "_codec",
@@ -84,6 +98,8 @@ _LAZY = {
     "ENV_MAX_MESSAGE_BYTES": "_sockets",
     "ENV_SECRET": "_sockets",
     "ENV_SKILL": "_sockets",
+    "HEADER_ROOM_BYTES": "_sockets",
+    "MAX_FRAMES": "_sockets",
     "MAX_MESSAGE_BYTES": "_sockets",
     "PROTOCOL_VERSION": "_sockets",
     "Endpoints": "_sockets",
@@ -123,6 +139,7 @@ __all__ = [
     "DaemonUnavailable",
     "Drain",
     "Drained",
+    "Dropped",
     "ENV_CONCURRENCY",
     "ENV_ENDPOINT",
     "ENV_INSTANCE",
@@ -131,6 +148,7 @@ __all__ = [
     "ENV_SKILL",
     "Endpoints",
     "Event",
+    "HEADER_ROOM_BYTES",
     "HealthCheck",
     "HealthReply",
     "Heartbeat",
@@ -138,6 +156,7 @@ __all__ = [
     "INLINE_PAYLOAD_MAX",
     "InvalidArguments",
     "Kind",
+    "MAX_FRAMES",
     "MAX_MESSAGE_BYTES",
     "Message",
     "MessageTooLarge",
@@ -161,8 +180,10 @@ __all__ = [
     "Welcome",
     "WireError",
     "ZskillError",
+    "call_bytes",
     "configure",
     "decode",
+    "decode_header",
     "decode_payload",
     "encode",
     "encode_payload",

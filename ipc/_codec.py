@@ -21,8 +21,8 @@ from typing import Any
 
 import msgpack
 
-from ._errors import MessageTooLarge, PayloadError, ProtocolError
-from ._messages import MESSAGE_TYPES, Message, ToolSpec, WireError
+from ._errors import MessageTooLarge, PayloadError, ProtocolError, ZskillError
+from ._messages import MESSAGE_TYPES, Kind, Message, ToolSpec, WireError
 
 _Check = Callable[[Any], Any]
 
@@ -186,8 +186,44 @@ def encode(msg: Message) -> list[bytes]:
     return [_packb(values)]
 
 
+class Dropped(bytes):
+    """Stands, empty, for the frames of a message past the most a zskill
+    message has (see ``ipc.recv_frames``): they were freed uncopied, and
+    only their number and size are left."""
+
+    frames: int
+    nbytes: int
+
+    def __new__(cls, frames: int, nbytes: int) -> Dropped:
+        self = super().__new__(cls)
+        self.frames, self.nbytes = frames, nbytes
+        return self
+
+
+def call_bytes(tool: str, payload_size: int) -> int:
+    """The most bytes a Call of ``tool`` with a payload of ``payload_size``
+    bytes takes on the wire, whatever its call id and timeout: what a daemon
+    compares with the skill's limit before it forwards a call, so that a
+    call it accepts is one the skill can read."""
+    header = len(_packb([int(Kind.CALL), 2**64 - 1, tool, 0.0]))
+    if payload_size > INLINE_PAYLOAD_MAX:
+        return header + payload_size
+    bin_header = 2 if payload_size < 2**8 else 3 if payload_size < 2**16 else 5
+    return header + bin_header + payload_size
+
+
 def decode(frames: Sequence[bytes], *, max_bytes: int | None = None) -> Message:
     """Parse frames into a message, or raise ProtocolError / MessageTooLarge."""
+    if frames and type(frames[-1]) is Dropped:
+        kept = frames[:-1]
+        dropped = frames[-1]
+        total = len(kept) + dropped.frames
+        raise MessageTooLarge(
+            f"message of {total} frames ({sum(map(len, kept)) + dropped.nbytes} bytes) "
+            "exceeds the limit of 2 frames",
+            frames=total,
+            limit=2,
+        )
     if not frames or len(frames) > 2:
         raise ProtocolError(f"expected 1 or 2 frames, got {len(frames)}")
     if max_bytes is not None:
@@ -226,6 +262,20 @@ def decode(frames: Sequence[bytes], *, max_bytes: int | None = None) -> Message:
     if spec.has_payload:
         return spec.cls(*args, payload=payload)  # type: ignore[call-arg]
     return spec.cls(*args)
+
+
+def decode_header(frames: Sequence[bytes]) -> Message | None:
+    """What a message that cannot be read whole (too large, too many frames)
+    was, from its header frame alone, to answer it: the payload frame left
+    out, so a payload-carrying message comes back with an empty payload
+    (one inside the header frame is bounded by MAXMSGSIZE). None when even
+    the header does not decode."""
+    if not frames:
+        return None
+    try:
+        return decode([frames[0], b""] if len(frames) >= 2 else [frames[0]])
+    except ZskillError:
+        return None
 
 
 def _checked(spec: _Spec, values: list[Any]) -> list[Any]:

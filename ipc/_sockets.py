@@ -20,11 +20,21 @@ from typing import cast
 import zmq
 import zmq.backend
 
+from ._codec import Dropped
+
 PROTOCOL_VERSION = 2
 """Carried in every hello; a skill speaking another version is refused."""
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Default limit on one message (header and payload together)."""
+
+HEADER_ROOM_BYTES = 64 * 1024
+"""Room a frame gets over the limit, for the header around a payload of the
+limit's size: the MAXMSGSIZE every zskill socket sets is the two added."""
+
+MAX_FRAMES = 3
+"""The most frames any zskill message has: a routing id (on a ROUTER), a
+header and a payload. :func:`recv_frames` keeps no more than this."""
 
 
 ENV_ENDPOINT = "ZSKILL_ENDPOINT"
@@ -61,7 +71,7 @@ def configure(sock: zmq.Socket[bytes], *, max_bytes: int = MAX_MESSAGE_BYTES) ->
     gone raises instead of silently dropping the message.
     """
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, max_bytes + 65536)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_bytes + HEADER_ROOM_BYTES)
     if sock.type == zmq.ROUTER:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.SNDHWM, 100_000)
@@ -96,12 +106,28 @@ def recv_frames(sock: zmq.Socket[bytes], *, wait: bool = False) -> list[bytes]:
 
     Each part is taken as a zmq.Frame, whose ``more`` is a plain C read:
     asking the socket (ZMQ_RCVMORE) would build a SocketOption enum, in
-    Python, once per part."""
+    Python, once per part.
+
+    MAXMSGSIZE bounds each frame, not their number: a message of more than
+    :data:`MAX_FRAMES` frames keeps its first ones, and the rest are freed
+    as they come, never copied; a :class:`Dropped` frame in last place
+    counts them, and :func:`ipc.decode` refuses the message as too large."""
     frame = _recv(sock, 0 if wait else _LAST, False)
     frames: list[bytes] = [frame.bytes]
     while frame.more:
         frame = _recv(sock, _LAST, False)
+        if len(frames) == MAX_FRAMES:
+            return _drop_rest(sock, frames, frame)
         frames.append(frame.bytes)
+    return frames
+
+
+def _drop_rest(sock: zmq.Socket[bytes], frames: list[bytes], frame: zmq.Frame) -> list[bytes]:
+    count, size = 1, len(frame)
+    while frame.more:
+        frame = _recv(sock, _LAST, False)
+        count, size = count + 1, size + len(frame)
+    frames.append(Dropped(count, size))
     return frames
 
 

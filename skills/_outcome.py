@@ -50,16 +50,20 @@ def success_frames(call_id: int, tool: str, value: Any, max_bytes: int) -> list[
                 tool=tool,
             ).to_wire(),
         )
-    if len(payload) > max_bytes:
+    frames = ipc.encode(Result(call_id, None, payload))
+    # The whole message is what the daemon measures, header and all.
+    size = sum(map(len, frames))
+    if size > max_bytes:
         return error_frames(
             call_id,
             MessageTooLarge(
-                f"the result of {tool!r} is {len(payload)} bytes, over the limit of "
-                f"{max_bytes} bytes",
+                f"the result of {tool!r} is {size} bytes, over the limit of {max_bytes} bytes",
                 tool=tool,
+                size=size,
+                limit=max_bytes,
             ).to_wire(),
         )
-    return ipc.encode(Result(call_id, None, payload))
+    return frames
 
 
 def error_frames(call_id: int, error: WireError) -> list[bytes]:

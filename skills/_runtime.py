@@ -52,6 +52,7 @@ from ._health import HealthRunner
 from ._inline import Deposed
 from ._log import log
 from ._mailbox import Mailbox
+from ._outcome import error_frames, wire_error
 
 
 class ExitCode(IntEnum):
@@ -360,6 +361,13 @@ class Runtime:
         try:
             return ipc.decode(frames, max_bytes=self._env.max_message_bytes)
         except Exception as exc:  # ProtocolError, MessageTooLarge; never crash on input
+            head = ipc.decode_header(frames)
+            if isinstance(head, Call):
+                # The daemon holds a slot for this call until its Result
+                # comes: a Call dropped unanswered would take it for good.
+                log(f"call {head.call_id} to {head.tool!r} cannot be read: {exc}")
+                self._send(error_frames(head.call_id, wire_error(exc)))
+                return None
             log(f"ignoring an undecodable message from the daemon: {exc}")
             return None
 

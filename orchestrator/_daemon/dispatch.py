@@ -41,7 +41,9 @@ from ipc import (
     SkillUnavailable,
     WireError,
     ZskillError,
+    call_bytes,
     decode,
+    decode_header,
 )
 
 from .control import ControlServer
@@ -51,6 +53,8 @@ from .router import Router
 log = logging.getLogger("zskill.daemon")
 
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
+CALL_HEADER_BYTES = 32
+"""A Call's header, tool name aside, at its widest (call_bytes is exact)."""
 
 SendCtl = Callable[[bytes, Message], None]
 SendWorker = Callable[[bytes, Message], bool]
@@ -91,11 +95,13 @@ class Dispatcher:
         try:
             msg = decode(frames[1:], max_bytes=self.max_bytes)
         except MessageTooLarge as exc:
-            match _header_only(frames[1:]):
+            match decode_header(frames[1:]):
                 case CallRequest(req_id=req_id):
                     self._reply_call(ident, req_id, exc.to_wire())
                 case Request(req_id=req_id):
                     self._send_ctl(ident, Reply(req_id, None, exc.to_wire()))
+                case _:  # what it was cannot be told: answered as a bad frame is
+                    self._send_ctl(ident, Reply(0, None, exc.to_wire()))
             return
         except ProtocolError as exc:
             self._send_ctl(ident, Reply(0, None, exc.to_wire()))
@@ -119,6 +125,8 @@ class Dispatcher:
             err2 = SkillUnavailable("the daemon is shutting down", skill=msg.skill)
             self._reply_call(ident, msg.req_id, err2.to_wire())
             return
+        if self._too_large_to_forward(ident, msg):
+            return
         timeout = msg.timeout_s
         if not timeout > 0:
             timeout = self.call_timeout_s
@@ -131,6 +139,27 @@ class Dispatcher:
             min(timeout, MAX_TIMEOUT_S),
             self.clock(),
         )
+
+    def _too_large_to_forward(self, ident: bytes, msg: CallRequest) -> bool:
+        """A call the skill could not read is refused here, answered at once:
+        the Call the daemon forwards has a header of its own (a call id and a
+        timeout at full width) and may be a few bytes larger than the
+        CallRequest, and a skill that drops a Call it cannot decode would
+        leave its slot taken."""
+        room = self.max_bytes - len(msg.payload)
+        if room >= 4 * len(msg.tool) + CALL_HEADER_BYTES:  # the usual case: no encoding
+            return False
+        size = call_bytes(msg.tool, len(msg.payload))
+        if size <= self.max_bytes:
+            return False
+        err = MessageTooLarge(
+            f"the call to {msg.skill}.{msg.tool} would reach the skill as a message of "
+            f"{size} bytes, over the limit of {self.max_bytes}",
+            size=size,
+            limit=self.max_bytes,
+        )
+        self._reply_call(ident, msg.req_id, err.to_wire())
+        return True
 
     def _on_request(self, ident: bytes, msg: Request) -> None:
         done = False
@@ -163,7 +192,7 @@ class Dispatcher:
         try:
             msg = decode(frames[1:], max_bytes=self.max_bytes)
         except MessageTooLarge as exc:
-            head = _header_only(frames[1:])
+            head = decode_header(frames[1:])
             if proc is not None and isinstance(head, Result):
                 proc.last_seen = now
                 self.router.result(proc.inst, head.call_id, exc.to_wire(), b"", now)
@@ -192,15 +221,6 @@ class Dispatcher:
                 log.info("%s: %s", proc.id, type(msg).__name__.lower())
             case _:
                 log.warning("%s sent %s, which skills may not send", proc.id, type(msg).__name__)
-
-
-def _header_only(frames: list[bytes]) -> Message | None:
-    """The message an oversized one was, to answer it: its payload frame left
-    out (a payload inside the header frame is bounded by MAXMSGSIZE)."""
-    try:
-        return decode([frames[0], b""] if len(frames) == 2 else frames[:1])
-    except ZskillError:
-        return None
 
 
 def _to_wire(err: Exception) -> WireError:

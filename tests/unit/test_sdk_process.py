@@ -267,3 +267,24 @@ def test_a_skill_ends_when_the_daemon_is_gone_though_a_handler_blocks(
     assert daemon.exit_code() == 5
     assert time.monotonic() - started < 10
     assert "a handler still blocks" in daemon.stderr()
+
+
+def test_a_call_the_skill_cannot_read_is_answered(daemon: FakeDaemon) -> None:
+    """A Call dropped unanswered would hold its slot in the daemon for good:
+    one too large, or of too many frames, gets an error Result for its id."""
+    limit = 64 * 1024
+    daemon.spawn("echo", **{ipc.ENV_MAX_MESSAGE_BYTES: str(limit)})
+    handshake(daemon)
+    too_large = ipc.encode(Call(1, "say", 10.0, ipc.encode_payload({"text": "x" * limit})))
+    daemon.sock.send_multipart([daemon.peer, *too_large])
+    answer = daemon.recv()
+    assert isinstance(answer, Result) and answer.call_id == 1, answer
+    assert answer.error is not None and answer.error.type == "MessageTooLarge"
+    header, payload = ipc.encode(Call(2, "say", 10.0, ipc.encode_payload({"text": "y" * 40_000})))
+    daemon.sock.send_multipart([daemon.peer, header, payload, b"extra", b"more"])
+    answer = daemon.recv()
+    assert isinstance(answer, Result) and answer.call_id == 2, answer
+    assert answer.error is not None and answer.error.type == "MessageTooLarge"
+    assert "4 frames" in answer.error.message
+    result = daemon.call(3, "say", text="still serving")
+    assert result.error is None and ipc.decode_payload(result.payload) == "still serving"
