@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import psutil
 import pytest
 import zmq
@@ -31,7 +32,7 @@ from helpers import (
 )
 
 import ipc
-from orchestrator import UpgradeFailed
+from orchestrator import MessageTooLarge, UpgradeFailed
 from orchestrator._daemon.process import cgroup_root
 from orchestrator._rundir import RunDir
 from orchestrator.testing import FakeDaemon
@@ -464,6 +465,54 @@ def test_a_tcp_client_gives_up_on_a_daemon_gone_silent() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _raw_client(endpoint: str, ident: bytes | None = None) -> zmq.Socket[bytes]:
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    if ident is not None:
+        s.setsockopt(zmq.ROUTING_ID, ident)
+    s.connect(endpoint)
+    return s
+
+
+def _answer(s: zmq.Socket[bytes], timeout_s: float) -> list[Any] | None:
+    """The header of the next message on ``s``, or None if none came in time."""
+    if not s.poll(int(timeout_s * 1000)):
+        return None
+    header: list[Any] = msgpack.unpackb(s.recv_multipart()[0])
+    return header
+
+
+def test_a_call_at_the_size_limit_never_wedges_a_skill() -> None:
+    """Hardening 4: a CallRequest of exactly max_message_bytes (its timeout an
+    integer, as any msgpack client may send it) was accepted, then forwarded
+    as a Call a few bytes larger (a float timeout), which the skill dropped
+    as too large: the slot stayed taken, and every later call timed out
+    'still queued'. The daemon now refuses, at once, a call the skill could
+    not read; and the skill answers one it cannot read anyway."""
+    limit = 64 * 1024
+    echo = example("echo", concurrency=1)
+    with running_daemon({"echo": echo}, {"max_message_bytes": limit, "call_timeout_s": 2}) as d:
+        d.wait_running("echo")
+        s = _raw_client(RunDir(d.run_dir).endpoints.control)
+        try:
+            header = msgpack.packb([21, 1, "echo", "say", 0])  # timeout 0: the default
+            args = {"text": ""}
+            filler = limit - len(header) - len(msgpack.packb(args))
+            args["text"] = "x" * (filler - 2)  # str header: 3 bytes for 32..64 KiB, not 1
+            payload = msgpack.packb(args)
+            assert len(header) + len(payload) == limit
+            s.send_multipart([header, payload])
+            answer = _answer(s, 10)
+            assert answer is not None and answer[:2] == [23, 1], answer
+            assert answer[3][0] == "MessageTooLarge", answer
+            assert f"over the limit of {limit}" in answer[3][1]
+            # The one slot is free: a call right after is served.
+            c = d.client()
+            assert c.call("echo", "say", {"text": "after"}, timeout=10) == "after"
+        finally:
+            s.close()
+
+
 # A tool that leaves a grandchild behind the way a careless (or hostile) skill
 # might: its environment cleared, a session of its own, and re-parented away
 # from the skill process at once (its shell exits).
@@ -533,3 +582,51 @@ def test_a_grandchild_that_cleared_its_env_and_left_the_session_ends_with_its_sk
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_message_of_many_frames_is_refused_without_being_read_whole() -> None:
+    """Hardening 6: MAXMSGSIZE bounds a frame, not a message: 48 frames of
+    16 MiB were read, each copied, into one list before the daemon looked at
+    them. It keeps the first frames now, frees the rest uncopied, and answers
+    the call, by its id, with MessageTooLarge naming the frame count."""
+    with running_daemon({"echo": example("echo")}) as d:
+        d.wait_running("echo")
+        s = _raw_client(RunDir(d.run_dir).endpoints.control)
+        try:
+            header = msgpack.packb([21, 5, "echo", "say", 5.0])
+            s.send_multipart([header, *[b"\0" * 2**20] * 47], copy=False)
+            answer = _answer(s, 20)
+            assert answer is not None and answer[:2] == [23, 5], answer
+            assert answer[3][0] == "MessageTooLarge", answer
+            assert "message of 48 frames" in answer[3][1]
+            assert d.client().call("echo", "say", {"text": "up"}, timeout=10) == "up"
+        finally:
+            s.close()
+
+
+def test_a_reply_over_the_limit_is_an_error_not_a_dead_connection(tmp_path: Path) -> None:
+    """Hardening 5, the daemon's side: tools() of three skills with 50 KB
+    descriptions made a reply larger than the client's MAXMSGSIZE, and
+    libzmq closed the client's connection for good (every later request:
+    'send queue full'). The daemon sends MessageTooLarge instead, naming the
+    size and the limit, and the connection serves on."""
+    limit = 64 * 1024
+    wordy = variant(
+        tmp_path,
+        "wordy",
+        replace={'Skill("echo"': 'Skill(os.environ["ZSKILL_SKILL"]'},
+        extra=(
+            "def wordy() -> None:\n    pass\n\n\n"
+            'wordy.__doc__ = "w" * 50_000\nskill.tool()(wordy)\n'
+        ),
+    )
+    skills = {name: example("echo", path=str(wordy)) for name in ("w1", "w2", "w3")}
+    with running_daemon(skills, {"max_message_bytes": limit}) as d:
+        d.wait_running("w1", "w2", "w3")
+        c = d.client(timeout=10)
+        assert len(c.tools("w1")["w1"]) > 1  # one skill's tools fit
+        with pytest.raises(MessageTooLarge, match=f"over the limit of {limit} bytes") as info:
+            c.tools()
+        assert info.value.details["size"] > limit
+        assert c.ping()["pid"] > 0
+        assert c.call("w2", "say", {"text": "still connected"}) == "still connected"
