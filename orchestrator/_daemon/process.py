@@ -7,17 +7,19 @@ a grandchild that cleared its environment and left the session (setsid):
 
 - where the daemon may make cgroups (cgroup v2, its own cgroup writable: root,
   or a delegated systemd unit), each skill process gets one of its own,
-  ``zskill-<daemon pid>-<instance>`` beside the daemon, entered right after
-  spawn (before the new interpreter has run a line of the skill), which no
-  descendant can leave. Signals go to every member, SIGKILL by
-  ``cgroup.kill``; the tree is gone when the cgroup is empty, and then the
-  cgroup is removed. The first spawn also kills what is left in the cgroups
-  of a daemon that died without stopping its skills.
+  ``zskill-<daemon pid>-<instance>`` beside the daemon, which no descendant
+  can leave. The child enters it right after spawn, while the new program is
+  still starting (an interpreter needs milliseconds before it runs a line of
+  the skill; a program that forked in its first instant could leave a child
+  outside). Signals go to every member, SIGKILL by ``cgroup.kill``; the tree
+  is gone when the cgroup is empty, and then the cgroup is removed. The
+  first spawn also kills what is left in the cgroups of a daemon that died
+  without stopping its skills.
 - elsewhere the daemon is a child subreaper: a skill's descendants that
   outlive their parent are re-parented to it. When a skill process ends, the
   orphans that name its instance in their environment are its; so are those
-  that name none and belong to no other tree (an orphan that cleared its
-  environment while another skill's process ended is mistaken for that one's).
+  that name none and belong to no other tree. (A grandchild of another skill
+  that cleared its environment and was orphaned is taken for this one's.)
 
 The instance's secret never enters a skill's environment (where any process
 of the same user reads it, in ``/proc/PID/environ``, for as long as the skill
