@@ -126,7 +126,9 @@ def test_a_skill_process_and_its_escaped_grandchild_share_a_cgroup_killed_as_one
         assert child.stdout_fd is not None
         os.set_blocking(child.stdout_fd, True)
         grandchild = int(os.read(child.stdout_fd, 100))
-        wait_until(lambda: psutil.Process(grandchild).ppid() != child.pid)  # escaped
+        sleeper = psutil.Process(grandchild)
+        wait_until(lambda: sleeper.cmdline() == ["sleep", "300"])  # setsid and env done
+        wait_until(lambda: sleeper.ppid() not in (child.pid, *process.descendants(child.pid)))
         assert os.getsid(grandchild) == grandchild
         assert set(process._cgroup_pids(child.cgroup)) >= {child.pid, grandchild}
 
