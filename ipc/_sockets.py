@@ -40,6 +40,7 @@ header and a payload. :func:`recv_frames` keeps no more than this."""
 ENV_ENDPOINT = "ZSKILL_ENDPOINT"
 ENV_INSTANCE = "ZSKILL_INSTANCE"
 ENV_SECRET = "ZSKILL_SECRET"
+ENV_SECRET_FD = "ZSKILL_SECRET_FD"  # the pipe the secret comes through (never the env)
 ENV_SKILL = "ZSKILL_SKILL"
 ENV_CONCURRENCY = "ZSKILL_CONCURRENCY"
 ENV_MAX_MESSAGE_BYTES = "ZSKILL_MAX_MESSAGE_BYTES"

@@ -159,6 +159,8 @@ class RunDir:
 def _refusal(path: Path, problem: str, *, sockets: bool) -> str:
     if not sockets:
         return f"cannot use {path} as the run dir: it {problem}"
+    if problem in ("is not a directory",) or problem.startswith("cannot be examined"):
+        return f"cannot use {path} for zskill's sockets: it {problem}"
     return (
         f"refusing to use {path} for zskill's sockets: it {problem}. Another user could "
         "read or answer every call through it; remove it (or fix its owner and mode) "

@@ -19,7 +19,7 @@ import ipc
 from ._log import log
 
 DEFAULT_CONCURRENCY = 8
-ENV_SECRET_FD = ipc.ENV_SECRET + "_FD"
+ENV_SECRET_FD = ipc.ENV_SECRET_FD
 MAX_SECRET_BYTES = 1024
 
 

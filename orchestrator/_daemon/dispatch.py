@@ -201,11 +201,11 @@ class Dispatcher:
             log.warning("bad frame from %r: %s", ident[:64], exc)
             return
         if proc is None:
+            # Spawned by no live daemon (say, left by one that died, and
+            # reconnected to this workers.sock): Reject makes the SDK exit.
             if isinstance(msg, Hello):
                 log.warning("hello from unknown instance %r refused", ident[:64])
-                self._send_worker(
-                    ident, Reject("unknown instance: skills are started by the daemon")
-                )
+            self._send_worker(ident, Reject("unknown instance: skills are started by the daemon"))
             return
         proc.last_seen = now
         match msg:

@@ -49,12 +49,11 @@ from typing import Protocol
 
 import psutil
 
-from ipc import ENV_INSTANCE, ENV_SECRET
+from ipc import ENV_INSTANCE, ENV_SECRET, ENV_SECRET_FD
 
 log = logging.getLogger("zskill.process")
 
 _PR_SET_CHILD_SUBREAPER = 36
-ENV_SECRET_FD = ENV_SECRET + "_FD"
 """The number of the inherited fd the secret is read from (skills._env reads it)."""
 
 
@@ -71,6 +70,26 @@ class Processes(Protocol):
     def close_pipes(self, child: Child) -> None: ...
     def reap(self) -> Iterable[tuple[int, int]]: ...
     def become_subreaper(self) -> bool: ...
+    def descends_from(self, pid: int, ancestor: int) -> bool: ...
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """``pid`` is ``ancestor``'s child, grandchild, ...: read from /proc,
+    parent by parent (a bounded walk; False where /proc cannot tell)."""
+    for _ in range(64):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            # Field 4 is the parent pid; the command name (field 2) may hold
+            # spaces and parentheses, so split after its closing ")".
+            pid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
 
 
 def become_subreaper() -> bool:

@@ -210,7 +210,11 @@ class Supervisor:
         inst.concurrency = min(msg.concurrency, rt.config.settings.concurrency)
         inst.state = InstanceState.CHECKING
         proc.has_health = msg.has_health
-        if msg.pid != proc.pid:
+        # A hello may come from a process the spawned one started (a wrapper
+        # script): that pid joins the tree the daemon signals -- only if it
+        # really descends from the spawned process, so a hello can never
+        # point the daemon's SIGKILL at someone else's process.
+        if msg.pid != proc.pid and self._os.descends_from(msg.pid, proc.pid):
             proc.child.tree.add(msg.pid)
         for cap in proc.captures.values():
             cap.version = msg.version

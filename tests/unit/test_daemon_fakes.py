@@ -46,6 +46,7 @@ class FakeProcesses:
     exits when the test says so (``Supervisor.reaped``)."""
 
     def __init__(self) -> None:
+        self.descendants: dict[int, set[int]] = {}  # pid -> the pids it started
         self.next_pid = 1000
         self.spawned: list[tuple[list[str], Path, dict[str, str]]] = []
         self.signals: list[tuple[int, signal.Signals]] = []
@@ -80,6 +81,9 @@ class FakeProcesses:
 
     def become_subreaper(self) -> bool:
         return True
+
+    def descends_from(self, pid: int, ancestor: int) -> bool:
+        return pid in self.descendants.get(ancestor, ())
 
     def env_of(self, proc: Proc) -> dict[str, str]:
         return next(env for _, _, env in self.spawned if env["ZSKILL_INSTANCE"] == proc.id)

@@ -289,3 +289,15 @@ def test_status_keeps_every_key_in_order(b: Bench) -> None:
         {"instance": proc.id, "version": "1.0.0", "pid": proc.pid, "state": "ready", "in_flight": 0}
     ]
     assert type(status["state"]) is str  # a plain string on the wire, not the enum
+
+
+def test_a_hello_adds_to_the_tree_only_a_pid_that_descends_from_the_process(b: Bench) -> None:
+    """A hello names the pid that said it (a wrapper's child, say): that pid
+    is signalled with the tree only if it really descends from the spawned
+    process, never some other process the hello chose to name."""
+    for pid, descends in ((4242, True), (1, False)):
+        proc = b.sup.spawn(b.rt, b.rt.source, b.clock())
+        if descends:
+            b.procs.descendants[proc.pid] = {pid}
+        b.sup.on_hello(proc, hello_msg(b.procs, proc, "1.0.0", pid=pid), b.clock())
+        assert (pid in proc.child.tree) is descends

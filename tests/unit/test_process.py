@@ -169,3 +169,31 @@ def test_what_a_dead_daemon_left_in_its_cgroups_is_killed(tmp_path: Path) -> Non
         orphan.wait()
         with contextlib.suppress(OSError):
             left.rmdir()
+
+
+def test_descends_from_walks_the_parent_chain() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; subprocess.run(['sleep', '30'])"]
+    )
+    try:
+
+        def grandchild() -> int | None:
+            kids = psutil.Process(child.pid).children()
+            return kids[0].pid if kids else None
+
+        deadline = time.monotonic() + 10
+        gc = grandchild()
+        while gc is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+            gc = grandchild()
+        assert gc is not None
+        me = os.getpid()
+        assert process.descends_from(gc, child.pid) and process.descends_from(gc, me)
+        assert not process.descends_from(child.pid, gc)
+        assert not process.descends_from(me, child.pid)  # a hello naming the test runner
+        assert not process.descends_from(999_999_999, child.pid)
+    finally:
+        for p in psutil.Process(child.pid).children(recursive=True):
+            p.kill()
+        child.kill()
+        child.wait()

@@ -10,6 +10,7 @@ import sys
 import zmq
 
 import ipc
+from skills._env import RuntimeEnv
 
 PROTOCOL = 999
 TOOLS = [
@@ -29,6 +30,10 @@ def main() -> int:
         print("run this under the zskill daemon", file=sys.stderr)
         return 2
     instance = os.environ.get(ipc.ENV_INSTANCE, f"echo-{os.getpid()}")
+    # The secret comes through a pipe; read it as the SDK does, so that only
+    # the protocol version is wrong.
+    env = RuntimeEnv.from_environ()
+    secret = env.secret if env is not None else ""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.ROUTING_ID, instance.encode())
@@ -43,7 +48,7 @@ def main() -> int:
         concurrency=8,
         tools=TOOLS,
         has_health=False,
-        secret=os.environ.get(ipc.ENV_SECRET, ""),
+        secret=secret,
     )
     sock.send_multipart(ipc.encode(hello))
     try:
