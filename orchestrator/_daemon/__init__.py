@@ -13,6 +13,8 @@ and the MCP bridge never do. What lives here, from the outside in:
 - ``supervisor`` and ``process``: skill processes from spawn to reap;
   ``runtime``: what is held per process and per skill;
 - ``router``: calls queued, dispatched by credit, answered exactly once;
+- ``jobs``: work kept off the daemon's thread (copying and hashing releases);
+- ``memory``: ``memory_limit`` carried out (a zero-downtime replacement);
 - ``releases``, ``events``, ``logfiles``, ``stats``, ``metrics``: what the
   daemon keeps and publishes.
 
