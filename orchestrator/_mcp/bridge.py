@@ -46,6 +46,7 @@ from ipc import ZskillError
 
 from .._client.aio import AsyncClient
 from .._config import Config
+from .._status import EventKind
 from .catalog import CALL_TOOL, LIST_TOOLS, META_TOOLS, Catalog, tool_name
 from .results import error_result, failure, value_result
 
@@ -56,16 +57,17 @@ log = logging.getLogger("zskill.mcp")
 Ctx = ServerRequestContext[Any, Any]
 
 REFRESH_ON = frozenset(
-    {
-        "tools_changed",
-        "deployed",
-        "rolled_back",
-        "ready",
-        "stopped",
-        "exit",
-        "errored",
-        "daemon.start",
-    }
+    kind.value
+    for kind in (
+        EventKind.TOOLS_CHANGED,
+        EventKind.DEPLOYED,
+        EventKind.ROLLED_BACK,
+        EventKind.READY,
+        EventKind.STOPPED,
+        EventKind.EXIT,
+        EventKind.ERRORED,
+        EventKind.DAEMON_START,
+    )
 )
 """Event types after which a skill's tools may differ."""
 
