@@ -362,8 +362,8 @@ class Lifecycle:
 
 def _copied(rel: Release, src: Path) -> str:
     if rel.path:
-        return f"release {rel.id}: {src} copied for rollback"
-    return f"release {rel.id}: {src} too large to copy; a rollback reruns it in place"
+        return f"release {rel.id}: a copy kept"
+    return f"release {rel.id}: too large to copy; a rollback reruns it in place"
 
 
 def check_source(rt: SkillRuntime, src: Path) -> None:

@@ -200,7 +200,8 @@ class Router:
             # Refused before it is tracked: a flood costs no memory here.
             call.answered = True
             err = SkillOverloaded(
-                f"skill {skill!r} is overloaded: {q.waiting} calls already wait for a "
+                f"skill {skill!r} is overloaded: {q.waiting} "
+                f"{'call already waits' if q.waiting == 1 else 'calls already wait'} for a "
                 f"free slot (max_queued = {q.max_queued}); call {call.call_id} to "
                 f"{skill}.{tool} was refused, try again later",
                 skill=skill,
