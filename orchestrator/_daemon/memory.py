@@ -13,8 +13,9 @@ No restart storm: one restart at a time per skill (none while any rollout
 runs), and when a skill needs them again and again -- its fresh process is
 over the limit at once -- each waits longer than the last (``hold_s``).
 
-Where the OS enforces the limit itself (a cgroup's ``memory.max``), the
-kernel kills the tree instead: an exit the restart policy handles.
+Where cgroups allow, the kernel also limits the tree, at twice the limit
+(:func:`.cgroups.backstop_bytes`): a tree growing faster than the sampling
+is killed there, an exit the restart policy handles as a crash.
 """
 
 from __future__ import annotations

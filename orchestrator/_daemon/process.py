@@ -6,7 +6,7 @@ group is theirs to signal. What a skill process starts must end with it, even
 a grandchild that cleared its environment and left the session (setsid):
 
 - where the daemon may make cgroups (cgroup v2, its own cgroup writable: root,
-  or a delegated systemd unit), each skill process gets one of its own,
+  or a delegated systemd unit; see :mod:`.cgroups`), each skill process gets one of its own,
   ``zskill-<daemon pid>-<instance>`` beside the daemon, which no descendant
   can leave. The child enters it right after spawn, while the new program is
   still starting (an interpreter needs milliseconds before it runs a line of
@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import logging
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -51,6 +49,8 @@ import psutil
 
 from ipc import ENV_INSTANCE, ENV_SECRET, ENV_SECRET_FD
 
+from . import cgroups
+
 log = logging.getLogger("zskill.process")
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -60,7 +60,13 @@ _PR_SET_CHILD_SUBREAPER = 36
 class Processes(Protocol):
     """What the daemon asks of the OS about skill processes."""
 
-    def spawn(self, argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
+    def spawn(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        memory_max_bytes: int | None = None,
+    ) -> Child:
         """Start a skill process; ``env[ENV_SECRET]`` is for it alone (see :func:`spawn`)."""
         ...
 
@@ -112,6 +118,9 @@ class Child:
     tree: set[int] = field(default_factory=set)
     exit_code: int | None = None  # as waitpid told: >= 0 exit status, < 0 signal
     cgroup: Path | None = None  # the cgroup of its own, where the system allows one
+    memory_cgroup: Path | None = None  # the one carrying the kernel's memory limit
+    memory_max_bytes: int | None = None
+    oom_killed: bool = False  # the kernel killed it for that limit
 
     @property
     def alive(self) -> bool:
@@ -120,6 +129,8 @@ class Child:
     def exited(self, code: int) -> None:
         """Record the exit status that ``reap`` collected."""
         self.exit_code = code
+        if code == -signal.SIGKILL and self.memory_cgroup is not None:
+            self.oom_killed = cgroups.oom_killed(self.memory_cgroup)
         if self.popen is not None:
             self.popen.returncode = code  # we reaped it; keep Popen from trying
 
@@ -127,6 +138,11 @@ class Child:
         code = self.exit_code
         if code is None:
             return "is running"
+        if self.oom_killed and self.memory_max_bytes is not None:
+            return (
+                "was killed by the kernel: its tree used more than the memory backstop of "
+                f"{self.memory_max_bytes >> 20} MiB (twice its memory_limit)"
+            )
         if code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -136,16 +152,21 @@ class Child:
         return f"exited with code {code}"
 
 
-def spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
+def spawn(
+    argv: list[str], cwd: Path, env: Mapping[str, str], memory_max_bytes: int | None = None
+) -> Child:
     """Start ``argv`` in ``cwd`` with ``env`` added to our environment, except
     ``env[ENV_SECRET]``: that goes through a pipe (see the module docstring).
-    Raises OSError (e.g. FileNotFoundError) when it cannot start."""
+    ``memory_max_bytes``: the kernel's limit on the tree, where cgroups allow
+    (:func:`.cgroups.limit_memory`). Raises OSError (e.g. FileNotFoundError)
+    when it cannot start."""
     full_env = dict(os.environ)
     full_env.update(env)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     secret = full_env.pop(ENV_SECRET, None)
     instance = env.get(ENV_INSTANCE, "")
-    cgroup = _make_cgroup(instance if _SAFE_NAME.fullmatch(instance) else secrets.token_hex(4))
+    name = instance if cgroups.SAFE_NAME.fullmatch(instance) else secrets.token_hex(4)
+    cgroup = cgroups.make(name)
     secret_fd = _secret_pipe(secret) if secret is not None else None
     if secret_fd is not None:
         full_env[ENV_SECRET_FD] = str(secret_fd)
@@ -163,20 +184,25 @@ def spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
         )
     except BaseException:
         if cgroup is not None:
-            with contextlib.suppress(OSError):
-                cgroup.rmdir()
+            cgroups.remove(cgroup)
         raise
     finally:
         if secret_fd is not None:
             os.close(secret_fd)  # the child has its copy; the pipe dies with it
-    if cgroup is not None and not _enter_cgroup(cgroup, popen.pid):
+    if cgroup is not None and not cgroups.enter(cgroup, popen.pid):
         cgroup = None
+    memory = None
+    if memory_max_bytes is not None:
+        memory = cgroups.limit_memory(cgroup, name, popen.pid, memory_max_bytes)
     out = popen.stdout.fileno() if popen.stdout else None
     err = popen.stderr.fileno() if popen.stderr else None
     for fd in (out, err):
         if fd is not None:
             os.set_blocking(fd, False)
-    return Child(popen.pid, popen, out, err, {popen.pid}, cgroup=cgroup)
+    child = Child(popen.pid, popen, out, err, {popen.pid}, cgroup=cgroup)
+    if memory is not None:
+        child.memory_cgroup, child.memory_max_bytes = memory, memory_max_bytes
+    return child
 
 
 def _secret_pipe(secret: str) -> int:
@@ -205,7 +231,7 @@ def signal_tree(child: Child, sig: signal.Signals) -> None:
     have seen (a descendant may have left the group with setsid); with a
     cgroup, to every process in it."""
     if child.cgroup is not None:
-        _signal_cgroup(child.cgroup, sig)
+        cgroups.signal_all(child.cgroup, sig)
     if child.alive:
         child.tree |= descendants(child.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -253,10 +279,9 @@ def tree_alive(child: Child) -> bool:
     if child.alive:
         return True
     if child.cgroup is not None:
-        if _cgroup_pids(child.cgroup):
+        if cgroups.pids(child.cgroup):
             return True
-        with contextlib.suppress(OSError):
-            child.cgroup.rmdir()
+        cgroups.remove(child.cgroup)
         child.cgroup = None
     for pid in list(child.tree):
         if pid == child.pid:
@@ -267,6 +292,9 @@ def tree_alive(child: Child) -> bool:
         except psutil.Error:
             pass
         child.tree.discard(pid)
+    if child.memory_cgroup is not None:
+        cgroups.remove(child.memory_cgroup)  # a v1 one of its own; gone with v2's above
+        child.memory_cgroup = None
     return False
 
 
@@ -292,105 +320,3 @@ def close_pipes(child: Child) -> None:
         if f is not None:
             with contextlib.suppress(OSError):
                 f.close()
-
-
-# --- cgroups -------------------------------------------------------------------
-
-CGROUP_PREFIX = "zskill-"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
-_cgroups_refused = False  # making one failed once: the subreaper alone from then on
-
-
-@functools.cache
-def cgroup_root() -> Path | None:
-    """The daemon's own cgroup v2 directory, if it may make cgroups there;
-    None: no cgroup v2, or not ours to write (then the subreaper alone).
-    Found once; stale cgroups of dead daemons in it are cleared then."""
-    try:
-        own = next(
-            line[3:]
-            for line in Path("/proc/self/cgroup").read_text().splitlines()
-            if line.startswith("0::")
-        )
-        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-    except (OSError, StopIteration):
-        return None
-    for line in mounts:
-        fields, _, rest = line.partition(" - ")
-        parts = fields.split()
-        if not rest.startswith("cgroup2 ") or len(parts) < 5:
-            continue
-        mount_root, mount_point = parts[3], parts[4]
-        if mount_root != "/" and not own.startswith(mount_root + "/") and own != mount_root:
-            continue
-        relative = own[len(mount_root) :] if mount_root != "/" else own
-        root = Path(mount_point) / relative.lstrip("/")
-        if os.access(root, os.W_OK) and os.access(root / "cgroup.procs", os.W_OK):
-            _clear_dead_daemons(root)
-            return root
-    return None
-
-
-def _clear_dead_daemons(root: Path) -> None:
-    """Kill what is left in the cgroups of daemons that are gone: skill
-    processes (and their trees) of a daemon that was SIGKILLed or crashed."""
-    for path in root.glob(CGROUP_PREFIX + "*"):
-        try:
-            pid = int(path.name[len(CGROUP_PREFIX) :].split("-", 1)[0])
-        except ValueError:
-            continue
-        if pid == os.getpid() or psutil.pid_exists(pid):
-            continue
-        log.info("killing what is left in %s (daemon %d is gone)", path, pid)
-        _signal_cgroup(path, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            path.rmdir()  # fails while its processes die: the next daemon removes it
-
-
-def _make_cgroup(name: str) -> Path | None:
-    global _cgroups_refused
-    root = None if _cgroups_refused else cgroup_root()
-    if root is None:
-        return None
-    path = root / f"{CGROUP_PREFIX}{os.getpid()}-{name}"
-    try:
-        path.mkdir(exist_ok=True)
-    except OSError as exc:
-        log.warning("cannot make cgroup %s (%s); skill trees rely on the subreaper", path, exc)
-        _cgroups_refused = True
-        return None
-    return path
-
-
-def _enter_cgroup(path: Path, pid: int) -> bool:
-    try:
-        (path / "cgroup.procs").write_text(str(pid))
-    except ProcessLookupError:
-        return True  # exited already: the empty cgroup says its tree is gone
-    except OSError as exc:
-        log.warning("cannot move pid %d into %s: %s", pid, path, exc)
-        with contextlib.suppress(OSError):
-            path.rmdir()
-        return False
-    return True
-
-
-def _cgroup_pids(path: Path) -> list[int]:
-    """The processes in the cgroup (zombies have left it)."""
-    try:
-        return [int(x) for x in (path / "cgroup.procs").read_text().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def _signal_cgroup(path: Path, sig: signal.Signals) -> None:
-    if sig is signal.SIGKILL:
-        try:
-            # Atomic (Linux 5.14+): a process forking right now is killed too.
-            (path / "cgroup.kill").write_text("1")
-            return
-        except OSError:
-            pass
-    for pid in _cgroup_pids(path):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)

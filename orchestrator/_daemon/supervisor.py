@@ -44,7 +44,7 @@ from ipc import (
 
 from .._config import Config
 from .._status import EventKind, SkillStatus
-from . import process
+from . import cgroups, process
 from .events import EventLog
 from .logfiles import StreamCapture
 from .process import Processes
@@ -136,7 +136,9 @@ class Supervisor:
                 ENV_MAX_MESSAGE_BYTES: str(self.config.daemon.max_message_bytes),
             }
         )
-        child = self._os.spawn(cfg.argv(), source, env)
+        limit = cfg.settings.memory_limit
+        backstop = None if limit is None else cgroups.backstop_bytes(limit)
+        child = self._os.spawn(cfg.argv(), source, env, memory_max_bytes=backstop)
         proc = Proc(
             inst=Instance(inst_id, rt.name, concurrency=cfg.settings.concurrency),
             child=child,

@@ -33,7 +33,7 @@ from helpers import (
 
 import ipc
 from orchestrator import MessageTooLarge, UpgradeFailed
-from orchestrator._daemon.process import cgroup_root
+from orchestrator._daemon import cgroups
 from orchestrator._rundir import RunDir
 from orchestrator.testing import FakeDaemon
 
@@ -189,7 +189,7 @@ def test_a_daemon_started_after_a_crash_is_not_disturbed_by_the_old_skills() -> 
         c = zs.client()
         assert c.call("echo", "ping", {}, timeout=5) == "pong"
         assert [e for e in c.events(limit=1000) if e["type"] == "exit"] == []
-        if cgroup_root() is not None:  # the new daemon kills what the dead one left
+        if cgroups.root() is not None:  # the new daemon kills what the dead one left
             wait_for(lambda: all(_gone(pid) for pid in orphans), 10, what="the orphans gone")
     finally:
         zs.stop()
@@ -630,3 +630,52 @@ def test_a_reply_over_the_limit_is_an_error_not_a_dead_connection(tmp_path: Path
         assert info.value.details["size"] > limit
         assert c.ping()["pid"] > 0
         assert c.call("w2", "say", {"text": "still connected"}) == "still connected"
+
+
+@pytest.mark.skipif(
+    not cgroups.can_limit_memory(),
+    reason="no memory cgroup (v2 or v1) the daemon may write here",
+)
+def test_a_skill_growing_faster_than_sampling_is_stopped_by_the_kernel() -> None:
+    """Hardening 12: RSS sampling replaces a process over memory_limit, but a
+    tree can grow without bound between two samples. The kernel's limit
+    (twice memory_limit, on the skill process's cgroup) stops it; its exit
+    says why; the skill serves again."""
+    from helpers import variant, wait_for
+
+    from orchestrator import OutcomeUnknown
+
+    root = short_dir("zsk")
+    try:
+        hog = variant(
+            root,
+            "hog",
+            version="1.0.0",
+            extra=(
+                "KEPT: list[bytes] = []\n\n\n@skill.tool()\ndef hog(mb: int) -> int:\n"
+                "    for _ in range(mb >> 4):\n"
+                "        KEPT.append(b'x' * (16 << 20))\n"
+                "    return sum(map(len, KEPT)) >> 20\n"
+            ),
+        )
+        skill = example("echo", path=str(hog), memory_limit="64MiB")
+        with running_daemon({"echo": skill}) as zs:
+            first = zs.wait_running("echo")["echo"]
+            c = zs.client()
+            with pytest.raises(OutcomeUnknown, match="memory backstop of 128 MiB"):
+                c.call("echo", "hog", {"mb": 512}, timeout=30)
+            (exit_,) = [e["data"] for e in c.events("echo", limit=1000) if e["type"] == "exit"]
+            assert exit_["pid"] == first["pid"] and not exit_["expected"]
+            assert "killed by the kernel" in exit_["how"], exit_
+            wait_for(
+                lambda: (
+                    zs.status("echo")["state"] == "running"
+                    and zs.status("echo")["pid"] != first["pid"]
+                ),
+                20,
+                what="the skill restarted",
+            )
+            zs.known_pids.add(zs.status("echo")["pid"])
+            assert c.call("echo", "say", {"text": "back"}, timeout=10) == "back"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -49,6 +49,7 @@ class FakeProcesses:
         self.descendants: dict[int, set[int]] = {}  # pid -> the pids it started
         self.next_pid = 1000
         self.spawned: list[tuple[list[str], Path, dict[str, str]]] = []
+        self.memory_max: list[int | None] = []
         self.signals: list[tuple[int, signal.Signals]] = []
         self.lingering: set[int] = set()  # pids whose tree outlives them
         self.closed: list[int] = []
@@ -56,11 +57,18 @@ class FakeProcesses:
         self.exits: list[tuple[int, int]] = []  # what reap() hands out next
         self.spawn_error: OSError | None = None
 
-    def spawn(self, argv: list[str], cwd: Path, env: Mapping[str, str]) -> Child:
+    def spawn(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        memory_max_bytes: int | None = None,
+    ) -> Child:
         if self.spawn_error is not None:
             raise self.spawn_error
         self.next_pid += 1
         self.spawned.append((argv, cwd, dict(env)))
+        self.memory_max.append(memory_max_bytes)
         return Child(self.next_pid, None, None, None, {self.next_pid})
 
     def signal_tree(self, child: Child, sig: signal.Signals) -> None:

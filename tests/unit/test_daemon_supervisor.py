@@ -106,8 +106,10 @@ def test_spawn_watches_the_pipes_and_logs_each_line(b: Bench) -> None:
     os.set_blocking(r_out, False)
     real_spawn = b.procs.spawn
 
-    def spawn_with_pipe(argv: list[str], cwd: Path, env: dict[str, str]) -> object:
-        child = real_spawn(argv, cwd, env)
+    def spawn_with_pipe(
+        argv: list[str], cwd: Path, env: dict[str, str], memory_max_bytes: int | None = None
+    ) -> object:
+        child = real_spawn(argv, cwd, env, memory_max_bytes)
         child.stdout_fd = r_out
         return child
 
@@ -301,3 +303,23 @@ def test_a_hello_adds_to_the_tree_only_a_pid_that_descends_from_the_process(b: B
             b.procs.descendants[proc.pid] = {pid}
         b.sup.on_hello(proc, hello_msg(b.procs, proc, "1.0.0", pid=pid), b.clock())
         assert (pid in proc.child.tree) is descends
+
+
+def test_a_memory_limit_asks_the_kernel_for_a_backstop_at_twice_it(tmp_path: Path) -> None:
+    """Hardening 12: sampling replaces a process over memory_limit; the
+    kernel stops a tree that outgrows the sampling, at twice the limit."""
+    limited = Bench(tmp_path, memory_limit="100MiB")
+    try:
+        limited.sup.spawn(limited.rt, limited.rt.source, limited.clock())
+        assert limited.procs.memory_max == [200 << 20]
+    finally:
+        limited.events.close()
+        limited.rt.log.close()
+    (tmp_path / "other").mkdir()
+    unlimited = Bench(tmp_path / "other")
+    try:
+        unlimited.sup.spawn(unlimited.rt, unlimited.rt.source, unlimited.clock())
+        assert unlimited.procs.memory_max == [None]
+    finally:
+        unlimited.events.close()
+        unlimited.rt.log.close()

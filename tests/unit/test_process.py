@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from ipc import ENV_ENDPOINT, ENV_INSTANCE, ENV_SECRET
-from orchestrator._daemon import process
+from orchestrator._daemon import cgroups, process
 from skills._env import ENV_SECRET_FD as SDK_ENV_SECRET_FD
 
 # What the child reports: its environment as another process reads it from
@@ -94,7 +94,7 @@ time.sleep(300)
 """
 
 needs_cgroups = pytest.mark.skipif(
-    process.cgroup_root() is None, reason="no cgroup v2 this process may write"
+    cgroups.root() is None, reason="no cgroup v2 this process may write"
 )
 
 
@@ -121,7 +121,7 @@ def test_a_skill_process_and_its_escaped_grandchild_share_a_cgroup_killed_as_one
     child = process.spawn([sys.executable, "-c", ESCAPER], tmp_path, {ENV_INSTANCE: "echo-test-1"})
     grandchild = 0
     try:
-        assert child.cgroup is not None and child.cgroup.parent == process.cgroup_root()
+        assert child.cgroup is not None and child.cgroup.parent == cgroups.root()
         assert child.cgroup.name == f"zskill-{os.getpid()}-echo-test-1"
         assert child.stdout_fd is not None
         os.set_blocking(child.stdout_fd, True)
@@ -130,7 +130,7 @@ def test_a_skill_process_and_its_escaped_grandchild_share_a_cgroup_killed_as_one
         wait_until(lambda: sleeper.cmdline() == ["sleep", "300"])  # setsid and env done
         wait_until(lambda: sleeper.ppid() not in (child.pid, *process.descendants(child.pid)))
         assert os.getsid(grandchild) == grandchild
-        assert set(process._cgroup_pids(child.cgroup)) >= {child.pid, grandchild}
+        assert set(cgroups.pids(child.cgroup)) >= {child.pid, grandchild}
 
         process.signal_tree(child, signal.SIGKILL)
         assert child.popen is not None
@@ -152,7 +152,7 @@ def test_a_skill_process_and_its_escaped_grandchild_share_a_cgroup_killed_as_one
 def test_what_a_dead_daemon_left_in_its_cgroups_is_killed(tmp_path: Path) -> None:
     """Hardening 7: the skill processes of a daemon that was SIGKILLed are
     killed, with their trees, when the next daemon looks for its cgroups."""
-    root = process.cgroup_root()
+    root = cgroups.root()
     assert root is not None
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -161,9 +161,9 @@ def test_what_a_dead_daemon_left_in_its_cgroups_is_killed(tmp_path: Path) -> Non
     orphan = subprocess.Popen(["sleep", "300"])
     try:
         (left / "cgroup.procs").write_text(str(orphan.pid))
-        process._clear_dead_daemons(root)
+        cgroups._clear_dead_daemons(root)
         assert orphan.wait(10) == -signal.SIGKILL
-        wait_until(lambda: not left.exists() or not process._cgroup_pids(left))
+        wait_until(lambda: not left.exists() or not cgroups.pids(left))
     finally:
         orphan.kill()
         orphan.wait()
@@ -197,3 +197,56 @@ def test_descends_from_walks_the_parent_chain() -> None:
             p.kill()
         child.kill()
         child.wait()
+
+
+HOG = """
+import sys
+kept = []
+for _ in range(int(sys.argv[1])):
+    kept.append(b"x" * (16 << 20))  # written pages: resident, charged to the cgroup
+print("survived", flush=True)
+"""
+
+
+def test_the_backstop_is_twice_the_limit_with_room_for_small_ones() -> None:
+    assert cgroups.backstop_bytes(512 << 20) == 1024 << 20
+    assert cgroups.backstop_bytes(16 << 20) == 80 << 20  # at least 64 MiB of room
+
+
+@pytest.mark.skipif(
+    not cgroups.can_limit_memory(), reason="no memory cgroup (v2 or v1) this process may write"
+)
+def test_the_kernel_stops_a_tree_over_its_memory_backstop(tmp_path: Path) -> None:
+    """Hardening 12: between two RSS samples a skill can grow without bound;
+    the kernel's limit on its cgroup stops it, and its exit says why."""
+    child = process.spawn(
+        [sys.executable, "-c", HOG, "16"],  # 256 MiB
+        tmp_path,
+        {ENV_INSTANCE: "hog-test-1"},
+        memory_max_bytes=96 << 20,
+    )
+    try:
+        assert child.memory_cgroup is not None and child.memory_max_bytes == 96 << 20
+        assert child.popen is not None
+        child.exited(child.popen.wait(30))
+        assert child.exit_code == -signal.SIGKILL
+        assert child.oom_killed
+        assert "memory backstop of 96 MiB" in child.describe_exit()
+        memory_cgroup = child.memory_cgroup
+        wait_until(lambda: not process.tree_alive(child))
+        assert child.memory_cgroup is None and not memory_cgroup.exists()
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, signal.SIGKILL)
+        process.close_pipes(child)
+
+
+def test_without_a_memory_limit_a_tree_gets_no_kernel_limit(tmp_path: Path) -> None:
+    child = process.spawn([sys.executable, "-c", HOG, "6"], tmp_path, {ENV_INSTANCE: "hog-test-2"})
+    try:
+        assert child.memory_cgroup is None
+        assert child.popen is not None
+        child.exited(child.popen.wait(30))
+        assert child.exit_code == 0 and not child.oom_killed
+    finally:
+        process.close_pipes(child)
