@@ -208,7 +208,8 @@ def load(path: str | Path | None = None) -> Config:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{p}: no such config file (pass --config PATH, or run where zskill.toml is)",
+            f"{p}: no such config file "
+            "(pass --config PATH or set ZSKILL_CONFIG, or run where zskill.toml is)",
             file=str(p),
         ) from None
     except OSError as exc:

@@ -50,7 +50,7 @@ from ._calls import CallRunner
 from ._env import RuntimeEnv
 from ._health import HealthRunner
 from ._inline import Deposed
-from ._log import log
+from ._log import debug, log
 from ._mailbox import Mailbox
 from ._outcome import error_frames, wire_error
 
@@ -320,7 +320,7 @@ class Runtime:
     # --- 3. drain --------------------------------------------------------------
 
     def _begin_drain(self, why: str) -> None:
-        log(f"draining on {why}: {self._calls.in_flight} call(s) in flight")
+        debug(f"draining on {why}: {self._calls.in_flight} call(s) in flight")
         self._calls.drain()
 
     def _finish_drain(self) -> ExitCode:

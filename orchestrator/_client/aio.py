@@ -213,8 +213,8 @@ class AsyncClient:
     async def shutdown(self) -> None:
         await self.request("shutdown")
 
-    async def subscribe(self, skill: str | None = None) -> AsyncEventStream:
-        """Live events of ``skill`` (or of every skill) from now on."""
+    def subscribe(self, skill: str | None = None) -> AsyncEventStream:
+        """Live events of ``skill`` (or all): ``async with client.subscribe()``."""
         if self._closed:
             raise ZskillError("client is closed")
         self._target.check_private()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Generator
 from types import TracebackType
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -48,6 +50,14 @@ class AsyncEventStream:
             event = common.event_from_frames(await self._sock.recv_multipart())
             if event is not None and common.wants(event, self._skill):
                 return event
+
+    def __await__(self) -> Generator[Any, None, AsyncEventStream]:
+        """``await client.subscribe()``: the stream itself (the spelling of
+        when ``subscribe`` was a coroutine)."""
+        return self._itself().__await__()
+
+    async def _itself(self) -> AsyncEventStream:
+        return self
 
     def __aiter__(self) -> AsyncEventStream:
         return self

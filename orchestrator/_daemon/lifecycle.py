@@ -129,10 +129,11 @@ class Lifecycle:
         if not rt.active() or rt.desired != "running" or rt.errored:
             self.start(rt, done)
             return
-        rt.restarts += 1
+        # Counted once begun: a restart refused (another rollout runs) changed nothing.
         self.runner.begin(
             rt, RolloutOp.RESTART, rt.source, self.clock(), done=self._status_done(rt, done)
         )
+        rt.restarts += 1
 
     def upgrade(
         self,

@@ -46,7 +46,7 @@ from .releases import ReleaseStore
 from .router import Instance, PendingCall, Router
 from .runtime import SkillRuntime
 from .sockets import Sockets
-from .stats import children_map
+from .stats import children_map, skill_failed
 from .supervisor import SupervisorIo
 
 if TYPE_CHECKING:
@@ -300,7 +300,8 @@ class Daemon:
         self.sockets.send_ctl(call.client, CallReply(call.req_id, version, error, payload))
         now = self.clock()
         rt = self.sup.skills[call.skill]
-        rt.stats.record(now, version or rt.last_version, now - call.accepted_at, error is not None)
+        failed = skill_failed(error.type if error is not None else None)
+        rt.stats.record(now, version or rt.last_version, now - call.accepted_at, failed)
 
     def _send_call(self, inst: Instance, call: PendingCall, timeout_s: float) -> None:
         msg = Call(call.call_id, call.tool, timeout_s, call.payload)

@@ -238,7 +238,8 @@ class Router:
                 self.fail(
                     call,
                     ToolNotFound(
-                        f"skill {skill!r} (version {inst.version}) has no tool {call.tool!r}",
+                        f"skill {skill!r} (version {inst.version}) has no tool {call.tool!r}; "
+                        f"its tools: {', '.join(sorted(inst.tools)) or 'none'}",
                         skill=skill,
                         tool=call.tool,
                         tools=sorted(inst.tools),

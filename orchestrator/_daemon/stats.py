@@ -57,6 +57,8 @@ class SkillStats:
         self._procs: dict[int, psutil.Process] = {}
 
     def record(self, now: float, version: str, latency_s: float, error: bool) -> None:
+        """One answered call. ``error``: the skill failed it (see
+        :func:`skill_failed`), not the caller's mistake."""
         second = int(now)
         buckets = self._buckets
         if not buckets or buckets[-1].second != second:
@@ -153,3 +155,14 @@ def _percentile(hist: list[int], total: int, q: float) -> float | None:
             bound = BOUNDS[min(i, len(BOUNDS) - 1)]
             return round(bound * 1000, 3)
     return None
+
+
+CALLER_ERRORS = frozenset({"InvalidArguments", "ToolNotFound"})
+"""Answers that blame the call, not the skill: a caller sending bad
+arguments or naming a tool that is not there says nothing about the skill's
+health, so they count as calls but not as errors (error_rate, metrics)."""
+
+
+def skill_failed(error_type: str | None) -> bool:
+    """Whether an answer of this error type (None: a result) is the skill's failure."""
+    return error_type is not None and error_type not in CALLER_ERRORS

@@ -1,8 +1,9 @@
 """``zskill``: the command line of the zskill daemon.
 
-Every command takes ``--config PATH`` (default ./zskill.toml) and finds the
-daemon from it. Exit codes: 0 ok, 1 the operation failed, 2 usage or config
-error, 3 no daemon running (see :mod:`.errors`). zskill errors are caught at
+Every command takes ``--config PATH`` (before or after the command's name;
+else ``$ZSKILL_CONFIG``, else ./zskill.toml) and finds the daemon from it.
+Exit codes: 0 ok, 1 the operation failed, 2 usage or config error, 3 no
+daemon running (see :mod:`.errors`). zskill errors are caught at
 the boundary (:func:`_guard`) and printed as one clean line.
 
 This module is the typer app, that boundary, and the list of commands in the
@@ -21,12 +22,15 @@ import typer
 
 from .commands import daemon, deploy, observe, setup, skills
 from .errors import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_USAGE, CliError
+from .options import CONFIG_ENV, GlobalConfigOpt
 
 app = typer.Typer(
     name="zskill",
     help="Run an AI agent's skills as isolated processes and upgrade any one of them live.",
     no_args_is_help=True,
-    add_completion=False,
+    # typer's --install-completion / --show-completion (bash, zsh, fish,
+    # PowerShell); its completion code is imported only when asked for.
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain help: rendering it with rich would import rich on every --help.
     rich_markup_mode=None,
@@ -81,6 +85,21 @@ def _report(exc: Exception) -> int | None:
     return EXIT_FAILED
 
 
+# --- the options before the command -------------------------------------------------
+
+
+@app.callback()
+def _before_command(config: GlobalConfigOpt = None) -> None:
+    """Run an AI agent's skills as isolated processes and upgrade any one of them live."""
+    if config is not None:
+        # ``zskill --config X list`` means ``zskill list --config X``: the
+        # command's own option reads ZSKILL_CONFIG when it is not given, and
+        # a --config after the command's name still wins.
+        import os
+
+        os.environ[CONFIG_ENV] = str(config.expanduser().absolute())
+
+
 # --- the commands, in the order of ``zskill --help`` ---------------------------------
 
 COMMANDS: tuple[tuple[str | None, Callable[..., None]], ...] = (
@@ -88,6 +107,7 @@ COMMANDS: tuple[tuple[str | None, Callable[..., None]], ...] = (
     (None, daemon.down),
     ("list", skills.list_skills),
     (None, skills.call),
+    (None, skills.tools),
     (None, skills.start),
     (None, skills.stop),
     (None, skills.restart),

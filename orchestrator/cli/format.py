@@ -132,6 +132,11 @@ def upgrade_summary(skill: str, report: Row) -> str:
         line += f" (release {report['release']})"
     if report.get("tools_changed"):
         line += "; tools changed"
+    same = report.get("old_version") and report.get("old_version") == report.get("new_version")
+    if same and report.get("op", "upgrade") == "upgrade":
+        # Not an error (the code may well have changed), but releases and
+        # events can then tell the two apart only by their number.
+        line += f"; the same version ({new}): bump it in the skill to tell releases apart"
     return line
 
 

@@ -14,6 +14,7 @@ daemon.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .._rundir import RunDir
-from .format import clock_ms
+from .format import clock_ms, local_time_ms
 
 RED = "\x1b[31m"
 RESET = "\x1b[0m"
@@ -67,9 +68,13 @@ def parse_record(raw: str) -> LogRecord:
     )
 
 
-def format_record(rec: LogRecord, *, color: bool = False) -> str:
-    """``14:03:07.123 1.0.0 4242 out | hello``; stderr lines red when ``color``."""
-    when = clock_ms(rec.t) if rec.t is not None else "--:--:--.---"
+def format_record(rec: LogRecord, *, color: bool = False, date: bool = True) -> str:
+    """``2026-11-30 14:03:07.123 1.0.0 4242 out | hello`` (without the date
+    when ``date`` is false); stderr lines red when ``color``."""
+    if rec.t is None:
+        when = "---------- --:--:--.---" if date else "--:--:--.---"
+    else:
+        when = local_time_ms(rec.t) if date else clock_ms(rec.t)
     pid = rec.pid if rec.pid is not None else "-"
     text = f"{when} {rec.version} {pid} {rec.stream} | {rec.line}"
     return f"{RED}{text}{RESET}" if color and rec.is_err else text
@@ -101,6 +106,40 @@ def parse_since(text: str) -> float:
     if seconds < 0:
         raise ValueError(f"negative duration: {text!r}")
     return seconds
+
+
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?")
+_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def parse_since_time(text: str, now: float | None = None) -> float:
+    """The epoch time ``--since`` means: a duration back from ``now``
+    (``10m``, see :func:`parse_since`), a clock time of today in local time
+    (``10:30``, ``10:30:15``; yesterday's if today's is still to come), a
+    date (``2026-11-30``, midnight) or a date and time (``2026-11-30 10:30``,
+    ISO ``2026-11-30T10:30:00+00:00``). Raises ValueError."""
+    import datetime as dt
+
+    now = time.time() if now is None else now
+    s = text.strip()
+    try:
+        return now - parse_since(s)
+    except ValueError as exc:
+        try:
+            if _CLOCK.fullmatch(s):
+                clock = dt.time.fromisoformat(s if len(s.split(":")[0]) == 2 else "0" + s)
+                today = dt.datetime.fromtimestamp(now).date()
+                at = dt.datetime.combine(today, clock).timestamp()
+                return at if at <= now else at - 86400.0  # 23:00 asked at 01:00: last night
+            for fmt in _DATE_FORMATS:
+                with contextlib.suppress(ValueError):
+                    return dt.datetime.strptime(s, fmt).timestamp()
+            return dt.datetime.fromisoformat(s).timestamp()  # naive: local time
+        except ValueError:
+            raise ValueError(
+                f"not a duration, clock time or date: {text!r} "
+                "(use e.g. 10m, 1h30m, 10:30, 2026-11-30, '2026-11-30 10:30')"
+            ) from exc
 
 
 def log_path(run_dir: Path, skill: str) -> Path:

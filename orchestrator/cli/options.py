@@ -22,11 +22,31 @@ if TYPE_CHECKING:
     from .._client.sync import Client
     from .._config import Config
 
+CONFIG_ENV = "ZSKILL_CONFIG"
 ConfigOpt = Annotated[
     Path,
-    typer.Option("--config", "-c", metavar="PATH", help="The daemon's zskill.toml."),
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        envvar=CONFIG_ENV,
+        help="The daemon's zskill.toml (also before the command's name).",
+    ),
+]
+GlobalConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="The daemon's zskill.toml, for any command (default: $ZSKILL_CONFIG, ./zskill.toml).",
+    ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonlOut = Annotated[
+    bool,
+    typer.Option("--jsonl", help="Print JSON lines as they come (one object per line)."),
+]
 SkillArg = Annotated[
     str, typer.Argument(metavar="SKILL", help="The skill's name, as in zskill.toml.")
 ]

@@ -78,7 +78,7 @@ def run(*args: str) -> Result:
         ["events", "-f"],
         ["dashboard"],
         ["dashboard", "--once"],
-        ["down"],
+        ["tools"],
     ],
 )
 def test_commands_fail_fast_without_a_daemon(config: Path, argv: list[str]) -> None:
@@ -90,6 +90,48 @@ def test_commands_fail_fast_without_a_daemon(config: Path, argv: list[str]) -> N
     assert str(config.parent / "run") in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_down_without_a_daemon_is_a_no_op_that_says_so(config: Path) -> None:
+    result = run("down", "--config", str(config))
+    assert result.exit_code == EXIT_OK, result.output
+    assert (
+        result.stdout
+        == f"no zskill daemon is running on {config.parent / 'run'}; nothing to stop\n"
+    )
+
+
+def test_config_comes_before_or_after_the_command_or_from_the_environment(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no zskill.toml here
+    other = tmp_path / "other.toml"
+    for argv, env in [
+        (["--config", str(config), "list"], None),
+        (["-c", str(config), "list"], None),
+        (["list", "--config", str(config)], None),
+        (["list"], str(config)),
+        (["--config", str(config), "list"], str(other)),  # the option beats the variable
+        (["--config", str(other), "list", "--config", str(config)], None),  # the nearer wins
+    ]:
+        if env is None:
+            monkeypatch.delenv("ZSKILL_CONFIG", raising=False)
+        else:
+            monkeypatch.setenv("ZSKILL_CONFIG", env)
+        result = run(*argv)
+        assert result.exit_code == EXIT_NO_DAEMON, (argv, env, result.output)
+        assert str(config.parent / "run") in result.stderr
+    monkeypatch.delenv("ZSKILL_CONFIG", raising=False)
+    missing = run("list")
+    assert missing.exit_code == EXIT_USAGE
+    assert "set ZSKILL_CONFIG" in missing.stderr
+
+
+def test_shell_completion_is_offered() -> None:
+    result = run("--show-completion", "bash")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "_ZSKILL_COMPLETE=complete_bash" in result.stdout
+    assert "--install-completion" in run("--help").stdout
 
 
 def test_config_errors_exit_2_naming_the_key(config: Path) -> None:
@@ -305,7 +347,7 @@ def test_logs_reads_the_run_dir(config: Path) -> None:
     assert result.exit_code == EXIT_OK, result.output
     lines = result.stdout.splitlines()
     assert [line.split(" | ")[1] for line in lines] == ["old", "warn", "new"]
-    assert lines[2].split()[1:4] == ["1.1.0", "11", "out"]
+    assert lines[2].split()[2:5] == ["1.1.0", "11", "out"]
 
     tail = run("logs", "echo", "-n", "1", "--config", str(config)).stdout.splitlines()
     assert [line.split(" | ")[1] for line in tail] == ["new"]
@@ -313,14 +355,26 @@ def test_logs_reads_the_run_dir(config: Path) -> None:
     assert [line.split(" | ")[1] for line in err] == ["warn"]
     since = run("logs", "echo", "--since", "1m", "--config", str(config)).stdout.splitlines()
     assert [line.split(" | ")[1] for line in since] == ["warn", "new"]
-    raw = run("logs", "echo", "--json", "-n", "2", "--config", str(config)).stdout.splitlines()
+    # --json is one document; --jsonl the stored lines, one per line.
+    doc = json.loads(run("logs", "echo", "--json", "-n", "2", "--config", str(config)).stdout)
+    assert [rec["line"] for rec in doc] == ["warn", "new"]
+    raw = run("logs", "echo", "--jsonl", "-n", "2", "--config", str(config)).stdout.splitlines()
     assert [json.loads(line)["line"] for line in raw] == ["warn", "new"]
+    # Clock times and dates, not only durations.
+    clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 30))
+    since = run("logs", "echo", "--since", clock, "--config", str(config)).stdout.splitlines()
+    assert [line.split(" | ")[1] for line in since] == ["warn", "new"]
+    # Each line carries its date.
+    assert lines[0].startswith(time.strftime("%Y-%m-%d ", time.localtime(now - 3600)))
 
 
 def test_logs_errors(config: Path) -> None:
     result = run("logs", "echo", "--since", "ten", "--config", str(config))
     assert result.exit_code == EXIT_USAGE
-    assert "--since: not a duration" in result.stderr
+    assert "--since: not a duration, clock time or date" in result.stderr
+    result = run("logs", "echo", "-f", "--json", "--config", str(config))
+    assert result.exit_code == EXIT_USAGE
+    assert "use --jsonl with -f" in result.stderr
     result = run("logs", "ghost", "--config", str(config))
     assert result.exit_code == EXIT_USAGE
     assert "no skill 'ghost'" in result.stderr
@@ -451,12 +505,58 @@ class FakeClient:
         self.calls.append(("list", None))
         return self.statuses
 
+    def tools(self, skill: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        self._do("tools", skill)
+        return {"echo": TOOLS} if skill in (None, "echo") else {}
+
+
+TOOLS = [
+    {
+        "name": "say",
+        "description": "Repeat text.",
+        "idempotent": False,
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string", "description": "the text to repeat."},
+                "times": {"type": "integer", "default": 1, "description": "how many times."},
+                "mode": {"enum": ["a", "b"]},
+                "tags": {
+                    "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]
+                },
+            },
+            "required": ["text"],
+        },
+    },
+    {"name": "ping", "description": 'Answer "pong".', "idempotent": True,
+     "input_schema": {"type": "object", "properties": {}}},
+]  # fmt: skip
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     client = FakeClient()
     monkeypatch.setattr(cli_daemon, "connect", lambda config, **kw: client)
     return client
+
+
+def test_tools_prints_descriptions_and_arguments(config: Path, fake: FakeClient) -> None:
+    result = run("tools", "--config", str(config))
+    assert result.exit_code == EXIT_OK, result.output
+    assert result.stdout.splitlines() == [
+        "echo 1.0.0",
+        '  ping  Answer "pong".  (idempotent)',
+        "  say   Repeat text.",
+        "        text   string                  required  the text to repeat.",
+        "        times  integer                 = 1       how many times.",
+        '        mode   "a" | "b"               optional',
+        "        tags   array of string | null  optional",
+    ]
+    as_json = run("tools", "echo", "--json", "--config", str(config))
+    assert json.loads(as_json.stdout) == {"echo": TOOLS}
+    assert ("tools", "echo") in fake.calls
+    none = run("tools", "other", "--config", str(config))
+    assert (none.exit_code, none.stdout) == (EXIT_OK, "no tools: other is not running\n")
 
 
 def test_list_renders_the_table_and_json(config: Path, fake: FakeClient) -> None:
@@ -582,18 +682,30 @@ def test_failed_upgrade_exits_1_and_says_what_serves(config: Path, fake: FakeCli
 
     as_json = run("upgrade", "echo", "--json", "--config", str(config))
     assert as_json.exit_code == EXIT_FAILED
-    lines = [json.loads(line) for line in as_json.stdout.splitlines()]
+    doc = json.loads(as_json.stdout)  # one document, progress included
+    assert doc["ok"] is False
+    assert doc["progress"] == fake.progress
+    assert doc["error"]["type"] == "UpgradeFailed"
+    assert doc["serving"] == "1.0.0 still serving"
+
+    as_jsonl = run("upgrade", "echo", "--jsonl", "--config", str(config))
+    assert as_jsonl.exit_code == EXIT_FAILED
+    lines = [json.loads(line) for line in as_jsonl.stdout.splitlines()]
     assert lines[:3] == fake.progress
     assert lines[3]["error"]["type"] == "UpgradeFailed"
-    assert lines[3]["serving"] == "1.0.0 still serving"
 
 
-def test_upgrade_json_prints_progress_then_report(config: Path, fake: FakeClient) -> None:
+def test_upgrade_json_is_one_document_and_jsonl_streams(config: Path, fake: FakeClient) -> None:
     fake.progress, fake.report = STEPS, REPORT
     result = run("upgrade", "echo", "--json", "--config", str(config))
     assert result.exit_code == EXIT_OK
+    assert json.loads(result.stdout) == {**REPORT, "progress": STEPS}
+    result = run("upgrade", "echo", "--jsonl", "--config", str(config))
+    assert result.exit_code == EXIT_OK
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines == [*STEPS, REPORT]
+    both = run("upgrade", "echo", "--json", "--jsonl", "--config", str(config))
+    assert both.exit_code == EXIT_USAGE
 
 
 def test_releases(config: Path, fake: FakeClient) -> None:
@@ -634,7 +746,11 @@ def test_events_history_then_follow_without_duplicates(config: Path, fake: FakeC
     assert fake.stream.closed
 
     as_json = run("events", "--json", "--config", str(config))
-    assert [json.loads(line)["seq"] for line in as_json.stdout.splitlines()] == [1, 2]
+    assert [event["seq"] for event in json.loads(as_json.stdout)] == [1, 2]
+    as_jsonl = run("events", "--jsonl", "--config", str(config))
+    assert [json.loads(line)["seq"] for line in as_jsonl.stdout.splitlines()] == [1, 2]
+    follow_json = run("events", "-f", "--json", "--config", str(config))
+    assert follow_json.exit_code == EXIT_USAGE
 
 
 def test_down_waits_for_the_daemon_process_to_exit(config: Path, fake: FakeClient) -> None:

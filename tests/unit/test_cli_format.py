@@ -99,6 +99,12 @@ def test_upgrade_summary() -> None:
         "echo 1.0.0 -> 1.1.0 in 0.42 s (release r3); tools changed"
     )
     assert fmt.upgrade_summary("echo", {}) == "echo - -> -"
+    # A same-version upgrade says so (a rollback to an equal version does not need to).
+    same = {"skill": "echo", "op": "upgrade", "old_version": "1.0.0", "new_version": "1.0.0"}
+    assert fmt.upgrade_summary("echo", same) == (
+        "echo 1.0.0 -> 1.0.0; the same version (1.0.0): bump it in the skill to tell releases apart"
+    )
+    assert fmt.upgrade_summary("echo", same | {"op": "rollback"}) == "echo 1.0.0 -> 1.0.0"
 
 
 def test_event_line() -> None:

@@ -76,20 +76,46 @@ def test_parse_since_rejects(text: str) -> None:
         cl.parse_since(text)
 
 
+# 2026-11-30 12:00:00 UTC (the tests run in TZ=UTC)
+NOON = 1796040000.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("10m", NOON - 600), ("10:30", NOON - 5400), ("9:05", NOON - 2 * 3600 - 55 * 60),
+     ("10:30:15", NOON - 5385), ("23:00", NOON - 13 * 3600),  # still to come today: yesterday's
+     ("2026-11-30", NOON - 12 * 3600), ("2026-11-30 10:30", NOON - 5400),
+     ("2026-11-30 10:30:15", NOON - 5385), ("2026-11-30T10:30:00", NOON - 5400),
+     ("2026-11-30T11:30:00+01:00", NOON - 5400)],
+)  # fmt: skip
+def test_since_takes_durations_clock_times_and_dates(text: str, expected: float) -> None:
+    assert cl.parse_since_time(text, now=NOON) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["", "ten", "25:00", "10:7", "2026-13-01", "yesterday"])
+def test_since_rejects_what_is_neither(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration, clock time or date"):
+        cl.parse_since_time(text, now=NOON)
+
+
 def test_format_record() -> None:
     rec = cl.parse_record(
         '{"t": 3723.0456, "stream": "err", "version": "1.1.0", "pid": 4242, "line": "boom"}'
     )
-    assert cl.format_record(rec) == "01:02:03.046 1.1.0 4242 err | boom"
-    assert cl.format_record(rec, color=True) == "\x1b[31m01:02:03.046 1.1.0 4242 err | boom\x1b[0m"
+    # Lines carry the date (a log spans days); the dashboard's narrow panel leaves it out.
+    assert cl.format_record(rec) == "1970-01-01 01:02:03.046 1.1.0 4242 err | boom"
+    assert cl.format_record(rec, date=False) == "01:02:03.046 1.1.0 4242 err | boom"
+    assert cl.format_record(rec, color=True) == (
+        "\x1b[31m1970-01-01 01:02:03.046 1.1.0 4242 err | boom\x1b[0m"
+    )
     out = cl.parse_record(record(1))
-    assert cl.format_record(out, color=True) == "00:16:41.000 1.0.0 42 out | line 1"
+    assert cl.format_record(out, color=True) == "1970-01-01 00:16:41.000 1.0.0 42 out | line 1"
 
 
 def test_parse_record_keeps_text_that_is_not_a_record() -> None:
     rec = cl.parse_record("not json at all")
     assert (rec.line, rec.stream, rec.t) == ("not json at all", "out", None)
-    assert cl.format_record(rec) == "--:--:--.--- - - out | not json at all"
+    assert cl.format_record(rec) == "---------- --:--:--.--- - - out | not json at all"
     assert json.loads(rec.raw) == {"line": "not json at all"}
     assert cl.parse_record("[1, 2]").line == "[1, 2]"
 

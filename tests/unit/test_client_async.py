@@ -213,7 +213,7 @@ def test_event_stream(daemon: FakeDaemon) -> None:
 
     async def main() -> None:
         async with AsyncClient(daemon.run_dir) as client:
-            async with await client.subscribe("mail") as stream:
+            async with client.subscribe("mail") as stream:
                 first = None
                 while first is None:  # until the subscription reaches the publisher
                     await asyncio.to_thread(publish, "mail", 0)
@@ -230,8 +230,17 @@ def test_event_stream(daemon: FakeDaemon) -> None:
             with pytest.raises(ZskillError, match="closed"):
                 await stream.next(0)
 
+    async def awaited() -> None:
+        # The spelling of when subscribe was a coroutine still gives the stream.
+        async with (
+            AsyncClient(daemon.run_dir) as client,
+            await client.subscribe("mail") as stream,
+        ):
+            assert await stream.next(timeout=0.01) is None
+
     try:
         run(main)
+        run(awaited)
     finally:
         pub.close(linger=0)
 

@@ -177,18 +177,24 @@ def test_sigterm_drains_a_call_in_flight(daemon: FakeDaemon) -> None:
     while daemon.recv(skip_heartbeats=False) != Heartbeat(1):
         pass
     daemon.proc.send_signal(signal.SIGTERM)
+    # Draining once a new call is refused (until then, quick calls still run).
     deadline = time.monotonic() + WAIT_S
-    while "draining on SIGTERM" not in daemon.stderr():
-        assert time.monotonic() < deadline, daemon.stderr()
-        time.sleep(0.01)
-    daemon.send(Call(2, "sleep", 10.0, ipc.encode_payload({"seconds": 0})))
-    refused = daemon.recv()
-    assert isinstance(refused, Result) and refused.call_id == 2 and refused.error is not None
-    assert refused.error.type == "SkillUnavailable"
+    call_id = 2
+    while True:
+        daemon.send(Call(call_id, "sleep", 10.0, ipc.encode_payload({"seconds": 0})))
+        answer = daemon.recv()
+        assert isinstance(answer, Result) and answer.call_id == call_id, answer
+        if answer.error is not None:
+            assert answer.error.type == "SkillUnavailable"
+            break
+        assert time.monotonic() < deadline
+        call_id += 1
     finished = daemon.recv()
     assert isinstance(finished, Result) and finished.call_id == 1 and finished.error is None
     assert daemon.recv() == Drained()
     assert daemon.exit_code() == 0
+    # The drain is routine: nothing about it on the skill's stderr (its author's).
+    assert "draining" not in daemon.stderr()
 
 
 def test_reject_exits_3(daemon: FakeDaemon) -> None:

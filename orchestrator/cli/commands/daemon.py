@@ -84,7 +84,13 @@ def down(
     from ..daemon import DaemonProcess
 
     cfg = load(config)
-    with connect(cfg) as client:
+    try:
+        client = connect(cfg)
+    except DaemonUnavailable:
+        # What down is for already holds: say so, and succeed.
+        typer.echo(f"no zskill daemon is running on {cfg.run_dir}; nothing to stop")
+        return
+    with client:
         daemon = DaemonProcess(int(client.ping()["pid"]))
         # Gone before its answer reached us is what we asked for.
         with contextlib.suppress(DaemonUnavailable):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import EXIT_FAILED, UsageError
-from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, SkillArg, connect, load
+from ..options import DEFAULT_CONFIG, ConfigOpt, JsonlOut, JsonOut, SkillArg, connect, load
 
 if TYPE_CHECKING:
     from ..._client.sync import Client
@@ -23,13 +23,20 @@ def _deploy(
     *,
     from_dir: Path | None,
     as_json: bool,
+    as_jsonl: bool = False,
 ) -> None:
-    """upgrade / rollback with live progress; exit 1 when rolled back."""
+    """upgrade / rollback with live progress; exit 1 when rolled back.
+
+    ``--json`` prints one document once it is over (the report, or the
+    error, with every step's progress); ``--jsonl`` prints each step as it
+    finishes, then the report (or the error) as the last line."""
     from ipc import UpgradeFailed
 
     from ..format import to_json, upgrade_summary
     from ..render import ProgressPrinter, console
 
+    if as_json and as_jsonl:
+        raise UsageError("--json and --jsonl: choose one")
     source: str | None = None
     if from_dir is not None:
         if not from_dir.is_dir():
@@ -38,13 +45,15 @@ def _deploy(
         source = str(from_dir.expanduser().absolute())  # the daemon's cwd is not ours
     cfg = load(config)
     printer = ProgressPrinter(console())
+    steps: list[dict[str, Any]] = []
 
     def on_progress(progress: Any) -> None:
         if not isinstance(progress, dict):
             return
-        if as_json:
+        steps.append(progress)
+        if as_jsonl:
             typer.echo(to_json(progress))
-        else:
+        elif not as_json:
             printer(progress)
 
     with connect(cfg) as client:
@@ -56,9 +65,12 @@ def _deploy(
         except UpgradeFailed as exc:
             printer.close()
             serving = _still_serving(client, skill, exc.details)
-            if as_json:
+            if as_json or as_jsonl:
                 error = {"type": "UpgradeFailed", "message": exc.message, "details": exc.details}
-                typer.echo(to_json({"error": error, "serving": serving}))
+                doc: dict[str, Any] = {"ok": False, "error": error, "serving": serving}
+                if as_json:
+                    doc["progress"] = steps
+                typer.echo(to_json(doc, indent=2 if as_json else None))
             else:
                 typer.secho(_failure_line(op, exc.message, exc.details), err=True, fg="red")
                 then = "rolled back; " if op == "upgrade" else ""
@@ -74,8 +86,11 @@ def _deploy(
             raise typer.Exit(130) from None
         finally:
             printer.close()
-    if as_json:
+    if as_jsonl:
         typer.echo(to_json(report))
+        return
+    if as_json:
+        typer.echo(to_json({**report, "progress": steps}, indent=2))
         return
     printer.replay(report)
     typer.echo(upgrade_summary(skill, report))
@@ -115,6 +130,7 @@ def upgrade(
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOut = False,
+    as_jsonl: JsonlOut = False,
 ) -> None:
     """Upgrade a skill live; exit 0 only when the new version serves.
 
@@ -122,16 +138,17 @@ def upgrade(
     then calls switch to it and the old one drains. A failure before the switch
     rolls back: the old version keeps serving and the exit code is 1.
     """
-    _deploy("upgrade", skill, config, from_dir=from_dir, as_json=as_json)
+    _deploy("upgrade", skill, config, from_dir=from_dir, as_json=as_json, as_jsonl=as_jsonl)
 
 
 def rollback(
     skill: SkillArg,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOut = False,
+    as_jsonl: JsonlOut = False,
 ) -> None:
     """Go back to the skill's previous release, live."""
-    _deploy("rollback", skill, config, from_dir=None, as_json=as_json)
+    _deploy("rollback", skill, config, from_dir=None, as_json=as_json, as_jsonl=as_jsonl)
 
 
 def releases(skill: SkillArg, config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) -> None:

@@ -11,7 +11,23 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import UsageError
-from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, SkillArg, connect, load, seconds
+from ..options import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    JsonlOut,
+    SkillArg,
+    connect,
+    load,
+    seconds,
+)
+
+
+def _json_mode(as_json: bool, as_jsonl: bool, follow: bool) -> None:
+    """--json is one document (an array), so it cannot follow; --jsonl can."""
+    if as_json and as_jsonl:
+        raise UsageError("--json and --jsonl: choose one")
+    if as_json and follow:
+        raise UsageError("--json prints one document and cannot follow; use --jsonl with -f")
 
 
 def logs(
@@ -23,10 +39,19 @@ def logs(
         int, typer.Option("--lines", "-n", metavar="N", help="Lines of history.", min=0)
     ] = 50,
     err: Annotated[bool, typer.Option("--err", help="Only stderr.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the stored JSON lines.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the stored records as one JSON array.")
+    ] = False,
+    as_jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="Print the stored JSON lines (also with -f).")
+    ] = False,
     since: Annotated[
         str | None,
-        typer.Option(metavar="DURATION", help="Only lines newer than this: 30s, 10m, 2h, 1d."),
+        typer.Option(
+            metavar="WHEN",
+            help="Only newer lines: a duration (30s, 10m, 2h, 1d), a clock time "
+            "(10:30), a date or both ('2026-11-30 10:30'), ISO 8601.",
+        ),
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
@@ -34,10 +59,11 @@ def logs(
     from .. import logs as cl
     from ..scaffold import check_name
 
+    _json_mode(as_json, as_jsonl, follow)
     since_t = None
     if since is not None:
         try:
-            since_t = time.time() - cl.parse_since(since)
+            since_t = cl.parse_since_time(since)
         except ValueError as exc:
             raise UsageError(f"--since: {exc}") from None
     check_name(skill)
@@ -46,13 +72,19 @@ def logs(
     if skill not in cfg.skills and not path.exists() and not cl.rotated_files(path):
         raise UsageError(f"no skill {skill!r} in {cfg.path}, and no logs of it in {path.parent}")
     keep = cl.record_filter(err_only=err, since_t=since_t)
-    color = not as_json and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    color = not (as_json or as_jsonl) and sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
     def emit(rec: cl.LogRecord) -> None:
-        sys.stdout.write((rec.raw if as_json else cl.format_record(rec, color=color)) + "\n")
+        sys.stdout.write((rec.raw if as_jsonl else cl.format_record(rec, color=color)) + "\n")
 
     follower = cl.LogFollower(path)
     try:
+        if as_json:
+            import json
+
+            records = [json.loads(rec.raw) for rec in cl.history(follower, lines, keep)]
+            sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
+            return
         for rec in cl.history(follower, lines, keep):
             emit(rec)
         if not follow:
@@ -80,17 +112,25 @@ def events(
     lines: Annotated[
         int, typer.Option("--lines", "-n", metavar="N", help="Events of history.", min=0)
     ] = 50,
-    as_json: JsonOut = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the events as one JSON array.")
+    ] = False,
+    as_jsonl: JsonlOut = False,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Lifecycle and deployment history; -f to follow live."""
     from ..format import event_line, to_json
 
+    _json_mode(as_json, as_jsonl, follow)
+
     def emit(event: dict[str, Any]) -> None:
-        typer.echo(to_json(event) if as_json else event_line(event))
+        typer.echo(to_json(event) if as_jsonl else event_line(event))
 
     cfg = load(config)
     with connect(cfg) as client:
+        if as_json:
+            typer.echo(to_json(client.events(skill, limit=lines) if lines else [], indent=2))
+            return
         # Subscribe before reading history, so nothing falls between the two;
         # what both deliver is dropped by seq.
         stream = client.subscribe(skill) if follow else None

@@ -45,6 +45,34 @@ def list_skills(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) ->
         out.print(note)
 
 
+def tools(
+    skill: Annotated[
+        str | None,
+        typer.Argument(metavar="[SKILL]", help="Only this skill's tools (default: every skill)."),
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOut = False,
+) -> None:
+    """Each running skill's tools: description and arguments (their JSON Schema)."""
+    cfg = load(config)
+    with connect(cfg) as client:
+        found = client.tools(skill)
+        statuses = cast("list[SkillStatus]", client.list())
+    if as_json:
+        from ..format import to_json
+
+        typer.echo(to_json(found, indent=2))
+        return
+    from ..tools import tools_text
+
+    if not found:
+        what = f"{skill} is not running" if skill else f"no skill of {cfg.path} is running"
+        typer.echo(f"no tools: {what}")
+        return
+    versions = {s["name"]: s["version"] for s in statuses if s.get("version")}
+    typer.echo("\n".join(tools_text(found, versions)))
+
+
 def _parse_args(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}

@@ -250,7 +250,7 @@ def _footer(view: View) -> Text:
 
 
 def _log_line(rec: LogRecord) -> Text:
-    return Text(format_record(rec), style="red" if rec.is_err else "", no_wrap=True,
+    return Text(format_record(rec, date=False), style="red" if rec.is_err else "", no_wrap=True,
                 overflow="ellipsis")  # fmt: skip
 
 
