@@ -191,9 +191,7 @@ def test_logs_capture_both_streams_with_version_tags_and_rotate(tmp: Path) -> No
         assert lines[-1].endswith("| err line 39 " + "x" * 40)
         err = zskill(d.config, "logs", "echo", "--err", "-n", "3").stdout.splitlines()
         assert len(err) == 3 and all(" err | err " in ln for ln in err)
-        raw = [
-            json.loads(ln) for ln in zskill(d.config, "logs", "echo", "--json").stdout.splitlines()
-        ]
+        raw = json.loads(zskill(d.config, "logs", "echo", "--json").stdout)  # one document
         assert {r["stream"] for r in raw} == {"out", "err"}
 
 
