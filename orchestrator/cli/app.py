@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 import typer
 
@@ -89,15 +89,26 @@ def _report(exc: Exception) -> int | None:
 
 
 @app.callback()
-def _before_command(config: GlobalConfigOpt = None) -> None:
+def _before_command(ctx: typer.Context, config: GlobalConfigOpt = None) -> None:
     """Run an AI agent's skills as isolated processes and upgrade any one of them live."""
-    if config is not None:
-        # ``zskill --config X list`` means ``zskill list --config X``: the
-        # command's own option reads ZSKILL_CONFIG when it is not given, and
-        # a --config after the command's name still wins.
-        import os
+    import os
 
-        os.environ[CONFIG_ENV] = str(config.expanduser().absolute())
+    chosen = config if config is not None else os.environ.get(CONFIG_ENV)
+    if chosen:
+        # ``zskill --config X list`` means ``zskill list --config X``: X
+        # becomes every command's default, and a --config after the
+        # command's name still wins (click reads default_map below the
+        # command line).
+        ctx.default_map = _config_defaults(ctx.command, str(chosen))
+
+
+def _config_defaults(command: object, config: str) -> dict[str, Any]:
+    """A default_map giving ``config`` to every (sub)command (a group's
+    ``commands`` are mapped in turn)."""
+    subcommands = getattr(command, "commands", None)
+    if not isinstance(subcommands, dict):
+        return {"config": config}
+    return {name: _config_defaults(sub, config) for name, sub in subcommands.items()}
 
 
 # --- the commands, in the order of ``zskill --help`` ---------------------------------

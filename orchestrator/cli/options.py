@@ -25,12 +25,14 @@ if TYPE_CHECKING:
 CONFIG_ENV = "ZSKILL_CONFIG"
 ConfigOpt = Annotated[
     Path,
+    # No envvar here: ZSKILL_CONFIG is read by the app's callback, so that a
+    # --config before the command's name can outrank it (click would read
+    # an envvar before the default the callback sets).
     typer.Option(
         "--config",
         "-c",
         metavar="PATH",
-        envvar=CONFIG_ENV,
-        help="The daemon's zskill.toml (also before the command's name).",
+        help="The daemon's zskill.toml (also before the command's name; or $ZSKILL_CONFIG).",
     ),
 ]
 GlobalConfigOpt = Annotated[
