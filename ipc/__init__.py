@@ -28,6 +28,8 @@ from ._errors import (
     error_from_wire,
 )
 from ._messages import (
+    COERCE_KEY,
+    RESULT_WRAPPED,
     Bye,
     Call,
     CallReply,
@@ -177,6 +179,8 @@ __all__ = [
     "SkillOverloaded",
     "SkillUnavailable",
     "ToolNotFound",
+    "COERCE_KEY",
+    "RESULT_WRAPPED",
     "ToolSpec",
     "UpgradeFailed",
     "UpgradeInProgress",

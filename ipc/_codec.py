@@ -79,9 +79,12 @@ def _tools(v: Any) -> list[ToolSpec]:
         raise TypeError("a list of tools")
     out = []
     for item in v:
-        if type(item) is not list or len(item) != 4:
-            raise TypeError("a list of tools [name, description, schema, idempotent]")
-        out.append(ToolSpec(_str(item[0]), _str(item[1]), _dict(item[2]), _bool(item[3])))
+        if type(item) is not list or len(item) not in (4, 5):
+            raise TypeError(
+                "a list of tools [name, description, schema, idempotent, output schema?]"
+            )
+        output = _dict(item[4]) if len(item) == 5 else None
+        out.append(ToolSpec(_str(item[0]), _str(item[1]), _dict(item[2]), _bool(item[3]), output))
     return out
 
 

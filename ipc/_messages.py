@@ -64,15 +64,35 @@ class Message:
 
 @dataclass(slots=True)
 class ToolSpec:
-    """A tool as a skill announces it: JSON Schema of its arguments included."""
+    """A tool as a skill announces it: JSON Schema of its arguments included,
+    and of its result when the handler's return type says (``output_schema``;
+    a result that is not an object is wrapped as ``{"result": value}``, and
+    such a schema carries :data:`RESULT_WRAPPED`)."""
 
     name: str
     description: str
     input_schema: dict[str, Any]
     idempotent: bool = False
+    output_schema: dict[str, Any] | None = None
 
     def to_wire(self) -> list[Any]:
-        return [self.name, self.description, self.input_schema, self.idempotent]
+        wire = [self.name, self.description, self.input_schema, self.idempotent]
+        # Sent only when there is one: a peer of before output schemas reads
+        # four items, and most tools still have four to send.
+        if self.output_schema is not None:
+            wire.append(self.output_schema)
+        return wire
+
+
+COERCE_KEY = "x-zskill-coerce"
+"""Set to true at the root of the input schema of a tool whose arguments are
+converted leniently ("3" -> 3, the SDK's ``coerce=True``) rather than held
+to the schema's types."""
+
+RESULT_WRAPPED = "x-fastmcp-wrap-result"
+"""Key set to true in an output schema whose structured result is the value
+under ``"result"``: an object schema made for a result that is not one. The
+name is the one MCP clients already read to unwrap such results."""
 
 
 @dataclass(slots=True)

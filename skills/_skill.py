@@ -75,6 +75,7 @@ class Skill:
         description: str | None = None,
         idempotent: bool = False,
         inline: bool = False,
+        coerce: bool = False,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -86,6 +87,7 @@ class Skill:
         description: str | None = None,
         idempotent: bool = False,
         inline: bool = False,
+        coerce: bool = False,
     ) -> F | Callable[[F], F]:
         """Register a tool: ``@skill.tool()`` or ``@skill.tool(idempotent=True)``.
 
@@ -98,6 +100,9 @@ class Skill:
         after all, another thread takes the I/O over within 20 ms and the tool
         goes back to the pool (see ``skills._inline``). ``inline=True`` runs
         it on the I/O thread from the first call and always.
+        Arguments must be of the types the input schema says ("3" is not an
+        integer); ``coerce=True`` converts them leniently instead ("3" -> 3)
+        and marks the schema ``"x-zskill-coerce": true``.
         """
 
         def register(handler: F) -> F:
@@ -107,6 +112,7 @@ class Skill:
                 description=description,
                 idempotent=idempotent,
                 inline=inline,
+                coerce=coerce,
             )
             if tool.name in self._tools:
                 raise ValueError(f"skill {self.name!r} already has a tool named {tool.name!r}")

@@ -6,6 +6,19 @@ a neutral internal name (``p0``, ``p1``...) aliased to the parameter's own
 name, so that parameters called ``json``, ``model_config`` or ``_id`` neither
 shadow BaseModel attributes nor turn into private attributes; the schema and
 the error locations show the alias, which is what the caller wrote.
+
+Arguments are checked as strictly as the schema says: a call's arguments are
+validated as the JSON they stand for, in pydantic's strict mode, so ``"3"`` or
+``true`` for an integer is refused (naming the argument), while what JSON can
+only spell as a string (a date, a UUID, an enum's value, bytes in base64) is
+still read. A tool made with ``coerce=True`` opts into pydantic's lax
+conversion instead (``"3"`` becomes 3), and its input schema says so with
+:data:`COERCE_KEY`, so the MCP bridge and hosts know its types are loose.
+
+The result's schema comes from the return type hint, like the arguments'
+(``output_schema``; none for ``str``, ``None``, ``Any`` or no hint): an object
+type as is, anything else as ``{"result": <its schema>}``, since MCP wants an
+object there.
 """
 
 from __future__ import annotations
@@ -18,9 +31,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pydantic
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_json
 
-from ipc import InvalidArguments, ToolSpec, decode_payload
+from ipc import COERCE_KEY, RESULT_WRAPPED, InvalidArguments, ToolSpec, decode_payload
 
 from ._docstring import parse_docstring
 from ._inline import INLINE_AFTER
@@ -30,6 +44,10 @@ TOOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 _MAX_REPORTED_ERRORS = 5
 
+_NO_SCHEMA_RESULTS: tuple[Any, ...] = (str, type(None), None, Any)
+"""Return types given no output schema: a str is sent as text, None and Any
+say nothing about the result."""
+
 
 class Tool:
     """A registered handler. ``arguments`` turns a call's payload into the
@@ -38,6 +56,7 @@ class Tool:
     __slots__ = (
         "_fields",
         "_model",
+        "coerce",
         "description",
         "fast_runs",
         "fn",
@@ -47,6 +66,7 @@ class Tool:
         "input_schema",
         "is_async",
         "name",
+        "output_schema",
     )
 
     def __init__(
@@ -57,6 +77,7 @@ class Tool:
         description: str | None = None,
         idempotent: bool = False,
         inline: bool = False,
+        coerce: bool = False,
     ) -> None:
         self.name = name if name is not None else getattr(fn, "__name__", "")
         if not isinstance(self.name, str) or not TOOL_NAME.match(self.name):
@@ -69,6 +90,7 @@ class Tool:
         self.description = description if description is not None else doc.summary
         self.fn = fn
         self.idempotent = bool(idempotent)
+        self.coerce = bool(coerce)
         self.is_async = inspect.iscoroutinefunction(fn)
         if inline and self.is_async:
             raise ValueError(f"tool {self.name!r}: inline=True is for sync handlers only")
@@ -90,7 +112,13 @@ class Tool:
         try:
             self._model: type[pydantic.BaseModel] = pydantic.create_model(
                 f"{self.name}_arguments",
-                __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+                # bytes cross JSON as base64, both ways, so the schema says so
+                __config__=ConfigDict(
+                    extra="forbid",
+                    arbitrary_types_allowed=False,
+                    val_json_bytes="base64",
+                    ser_json_bytes="base64",
+                ),
                 **definitions,
             )
             schema = self._model.model_json_schema()
@@ -99,14 +127,19 @@ class Tool:
                 f"tool {self.name!r}: cannot build a JSON Schema of its arguments: {exc}"
             ) from None
         schema["title"] = self.name
+        if self.coerce:
+            schema[COERCE_KEY] = True
         self.input_schema: dict[str, Any] = schema
+        self.output_schema = _output_schema(hints, self.name)
 
     def runs_inline(self) -> bool:
         """Its calls run on the I/O loop's thread (see skills._inline)."""
         return self.inline or (self.fast_runs >= self.inline_after and not self.is_async)
 
     def spec(self) -> ToolSpec:
-        return ToolSpec(self.name, self.description, self.input_schema, self.idempotent)
+        return ToolSpec(
+            self.name, self.description, self.input_schema, self.idempotent, self.output_schema
+        )
 
     def arguments(self, payload: bytes) -> dict[str, Any]:
         """Decode and validate a call's arguments (runs in a worker thread)."""
@@ -124,10 +157,23 @@ class Tool:
                 raise self._unknown(raw)
             return raw
         try:
-            values = self._model.model_validate(raw).__dict__
+            values = self._model.model_validate(raw).__dict__ if self.coerce else self._strict(raw)
         except ValidationError as exc:
             raise self._invalid(exc) from None
         return {pname: values[field] for field, pname in self._fields}
+
+    def _strict(self, raw: dict[Any, Any]) -> dict[str, Any]:
+        """Validate ``raw`` as the JSON it stands for, strictly: what the input
+        schema allows and nothing else (msgpack may also carry bytes, sent
+        on as base64 as the schema says)."""
+        try:
+            text = to_json(raw, bytes_mode="base64")
+        except PydanticSerializationError as exc:
+            raise InvalidArguments(
+                f"{self.name}: arguments hold a value JSON cannot carry: {exc}", tool=self.name
+            ) from None
+        values: dict[str, Any] = self._model.model_validate_json(text, strict=True).__dict__
+        return values
 
     def _unknown(self, raw: dict[Any, Any]) -> InvalidArguments:
         names = ", ".join(repr(k) for k in raw)
@@ -159,6 +205,33 @@ def _describe(error: Any) -> str:
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"argument {path!r}: {error['msg']} (got {shown})"
+
+
+def _output_schema(hints: dict[str, Any], tool: str) -> dict[str, Any] | None:
+    """The JSON Schema of what the handler returns, as MCP wants it: an object
+    (see the module docstring); None when the hint says nothing useful."""
+    returned: Any = hints.get("return")
+    if any(returned is t for t in _NO_SCHEMA_RESULTS):
+        return None
+    try:
+        schema = TypeAdapter[Any](returned).json_schema(mode="serialization")
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError):
+        # A return type pydantic cannot describe still returns fine; it just
+        # has no schema to announce.
+        return None
+    if schema.get("type") == "object":
+        return schema
+    defs = schema.pop("$defs", None)
+    wrapped: dict[str, Any] = {
+        "type": "object",
+        "properties": {"result": schema},
+        "required": ["result"],
+        "additionalProperties": False,
+        RESULT_WRAPPED: True,
+    }
+    if defs:
+        wrapped["$defs"] = defs
+    return wrapped
 
 
 def _parameters(fn: Callable[..., Any], tool: str) -> list[inspect.Parameter]:

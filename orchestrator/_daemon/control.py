@@ -108,6 +108,7 @@ class ControlServer:
                     "description": t.description,
                     "input_schema": t.input_schema,
                     "idempotent": t.idempotent,
+                    "output_schema": t.output_schema,
                 }
                 for t in active[0].inst.tools.values()
             ]
