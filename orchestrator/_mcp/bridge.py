@@ -21,15 +21,21 @@ what is published while it (re)connects, e.g. across a daemon restart. A
 refresh that finds a different catalog notifies the host. ``tools/list``
 refreshes too, so a listing is never staler than the daemon.
 
-While the daemon is down the last catalog stays listed and calls answer a tool
-error saying so; the client reconnects by itself, and the next refresh (within
-``DOWN_POLL_S``) brings the list up to date.
+Through a daemon restart the last catalog stays listed. From the daemon's
+``daemon.stop`` event (a graceful ``down``), or its first unanswered refresh (a
+crash), no refresh replaces the list until a daemon with another pid answers;
+then each skill that is on its way back up (starting) keeps its last tools
+until it serves, for at most ``HOLD_S``. Meanwhile calls answer a tool error
+saying the daemon is restarting; the client reconnects by itself.
+
+Arguments are checked against the schema the host was shown (``arguments``),
+and a result gets structured content that matches the tool's output schema
+(``results``).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,19 +44,19 @@ import mcp.types as types
 from mcp.server import CacheHint, NotificationOptions, Server, ServerRequestContext
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
-from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 from ipc import ZskillError
 
 from .._client.aio import AsyncClient
-from .._config import Config
-from .._status import EventKind
-from .catalog import CALL_TOOL, LIST_TOOLS, META_TOOLS, Catalog, tool_name
-from .results import error_result, failure, value_result
+from .._status import EventKind, SkillState
+from .arguments import ArgumentCheck
+from .catalog import Catalog, ToolEntry, tool_name
+from .meta import CALL_TOOL, LIST_TOOLS, META_TOOLS, MetaError, list_skill, parse_call
+from .results import error_result, failure, restarting, value_result
 
-__all__ = ["Bridge", "serve"]
+__all__ = ["Bridge"]
 
 log = logging.getLogger("zskill.mcp")
 
@@ -77,11 +83,24 @@ UP_POLL_S = 5.0
 DOWN_POLL_S = 1.0
 """...and this often after a refresh failed (the daemon may be back any moment)."""
 
+HOLD_S = 30.0
+"""After a daemon restart, how long a skill still starting keeps its last tools."""
+
+COMING_UP = frozenset({SkillState.STARTING.value, SkillState.UPGRADING.value})
+"""States of a skill that will serve again soon: its last tools stay listed."""
+
 
 class Bridge:
     """The MCP server for one host connection, backed by one AsyncClient."""
 
-    def __init__(self, client: AsyncClient, *, call_timeout_s: float, run_dir: str = "") -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        call_timeout_s: float,
+        run_dir: str = "",
+        daemon_pid: int | None = None,
+    ) -> None:
         self._client = client
         self._call_timeout_s = call_timeout_s
         self._catalog = Catalog()
@@ -90,8 +109,12 @@ class Bridge:
         # tool whose skill was stopped (and gets the daemon's clear answer) or
         # restarted (and gets its result), without listing again.
         self._known: dict[str, tuple[str, str]] = {}
+        self._checks: dict[str, tuple[dict[str, Any], ArgumentCheck]] = {}
         self._lock = anyio.Lock()
         self._daemon_up = True
+        self._daemon_pid = daemon_pid
+        self._stopping = False  # the daemon said it shuts down; hold the list
+        self._hold_until = 0.0  # after a restart: skills starting keep their tools
         self._bus = InMemorySubscriptionBus()
         self._legacy: ServerSession | None = None
         self.server: Server[Any] = Server(
@@ -124,7 +147,11 @@ class Bridge:
         ZskillError (DaemonUnavailable...) when the daemon cannot answer."""
         async with self._lock:
             try:
+                if (self._stopping or not self._daemon_up) and not await self._new_daemon():
+                    return False  # the old daemon is still shutting down: hold
                 fresh = Catalog.from_wire(await self._client.tools())
+                if anyio.current_time() < self._hold_until:
+                    fresh = await self._holding(fresh)
             except ZskillError:
                 self._daemon_up = False
                 raise
@@ -141,6 +168,32 @@ class Bridge:
                 log.info("tool list changed: %d tools of %s", len(fresh.entries), fresh.skills)
             await self._announce()
         return changed
+
+    async def _new_daemon(self) -> bool:
+        """After ``daemon.stop`` or a failed refresh: is a new daemon serving?
+        If so, skills on their way up keep their tools for ``HOLD_S``."""
+        pid = (await self._client.ping()).get("pid")
+        if pid == self._daemon_pid and self._stopping:
+            return False
+        if pid != self._daemon_pid:
+            log.info("a new zskill daemon serves (pid %s)", pid)
+            self._hold_until = anyio.current_time() + HOLD_S
+        else:
+            self._hold_until = 0.0  # the same daemon, answering again
+        self._daemon_pid = pid if isinstance(pid, int) else None
+        self._stopping = False
+        return True
+
+    async def _holding(self, fresh: Catalog) -> Catalog:
+        coming = [
+            str(s.get("name"))
+            for s in await self._client.list()
+            if s.get("state") in COMING_UP and s.get("name") not in fresh.skills
+        ]
+        kept = fresh.keeping(self._catalog, coming)
+        if kept is fresh:
+            self._hold_until = 0.0  # every skill that was listed is back, or gone for good
+        return kept
 
     async def refresh_quietly(self) -> None:
         """As :meth:`refresh`; a daemon that cannot answer keeps the last list."""
@@ -168,7 +221,11 @@ class Bridge:
                 wait_s = UP_POLL_S if self._daemon_up else DOWN_POLL_S
                 try:
                     event = await stream.next(timeout=wait_s)
-                    if event is None or event.type in REFRESH_ON:
+                    if event is not None and event.type == EventKind.DAEMON_STOP:
+                        # Its skills are about to stop: keep listing them.
+                        log.warning("the zskill daemon is shutting down; keeping the tool list")
+                        self._stopping = True
+                    elif event is None or event.type in REFRESH_ON:
                         await self.refresh_quietly()
                 except Exception:
                     # The host's session outlives any hiccup here: log, pause, go on.
@@ -218,35 +275,55 @@ class Bridge:
 
     async def forward(self, skill: str, tool: str, args: Mapping[str, Any]) -> types.CallToolResult:
         """Call ``skill.tool`` through the daemon; its outcome as an MCP result."""
+        entry = self._catalog.get(tool_name(skill, tool))
+        if entry is not None and entry.skill == skill and entry.tool == tool:
+            wrong = self._check(entry).problems(args) if not entry.coerces else []
+            if wrong:
+                return failure(f"{skill}.{tool}: invalid arguments: {'; '.join(wrong)}")
+        if self._stopping:
+            return failure(restarting(f"{skill}.{tool}", "it is shutting down"))
         try:
             result = await self._client.call_detailed(
                 skill, tool, args, timeout=self._call_timeout_s
             )
         except ZskillError as exc:
+            if self._stopping:  # refused because the daemon shuts down
+                return failure(restarting(f"{skill}.{tool}", exc.message))
             return error_result(skill, tool, exc)
-        return value_result(result.value, version=result.version)
+        output = entry.output_schema if entry is not None else None
+        return value_result(result.value, version=result.version, output_schema=output)
+
+    def _check(self, entry: ToolEntry) -> ArgumentCheck:
+        cached = self._checks.get(entry.name)
+        if cached is None or cached[0] is not entry.input_schema:
+            cached = (entry.input_schema, ArgumentCheck(entry.input_schema))
+            self._checks[entry.name] = cached
+        return cached[1]
 
     async def _meta_list(self, args: Mapping[str, Any]) -> types.CallToolResult:
-        skill = args.get("skill")
-        if skill is not None and not isinstance(skill, str):
-            return failure(f"{LIST_TOOLS}: 'skill' must be a string")
+        try:
+            skill = list_skill(args)
+        except MetaError as exc:
+            return failure(str(exc))
         try:
             await self.refresh()
         except ZskillError as exc:
-            return failure(f"{LIST_TOOLS}: cannot reach the zskill daemon: {exc.message}")
+            return failure(restarting(LIST_TOOLS, exc.message))
+        if skill is not None and skill not in self._catalog.skills:
+            running = ", ".join(self._catalog.skills) or "none"
+            return failure(
+                f"{LIST_TOOLS}: no skill named {skill!r} is running (running: {running})"
+            )
         listed = [entry.describe() for entry in self._catalog.of_skill(skill)]
         return value_result({"tools": listed})
 
     async def _meta_call(self, args: Mapping[str, Any]) -> types.CallToolResult:
-        skill, tool, arguments = args.get("skill"), args.get("tool"), args.get("arguments")
-        if not isinstance(skill, str) or not isinstance(tool, str):
-            return failure(f"{CALL_TOOL} needs 'skill' and 'tool', both strings")
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, Mapping):
-            return failure(f"{CALL_TOOL}: 'arguments' must be an object")
-        self._known.setdefault(tool_name(skill, tool), (skill, tool))
-        return await self.forward(skill, tool, arguments)
+        try:
+            call = parse_call(args)
+        except MetaError as exc:
+            return failure(str(exc))
+        self._known.setdefault(tool_name(call.skill, call.tool), (call.skill, call.tool))
+        return await self.forward(call.skill, call.tool, call.arguments)
 
 
 def _version() -> str:
@@ -263,42 +340,3 @@ def _instructions(run_dir: str) -> str:
         f"work. If a tool seems missing, {LIST_TOOLS} lists the current tools and "
         f"{CALL_TOOL} calls any of them by skill and tool name."
     )
-
-
-# --- the process ----------------------------------------------------------------------
-
-
-def serve(config: Config) -> None:
-    """Serve MCP on stdin/stdout until the host closes stdin.
-
-    Fails fast (DaemonUnavailable) when no daemon runs for ``config``, before
-    touching stdio: the host then shows our one line on stderr.
-    """
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="zskill mcp: %(levelname)s %(message)s"
-    )
-    # The SDK logs each host disconnect and such at INFO; keep the host's log readable.
-    logging.getLogger("mcp").setLevel(logging.WARNING)
-    anyio.run(_serve, config, backend="asyncio")  # zmq.asyncio needs asyncio
-
-
-async def _serve(config: Config) -> None:
-    client = AsyncClient(config, timeout=config.daemon.call_timeout_s)
-    try:
-        await client.ping()
-        bridge = Bridge(
-            client, call_timeout_s=config.daemon.call_timeout_s, run_dir=str(config.run_dir)
-        )
-        await bridge.refresh_quietly()
-        log.info(
-            "serving %d tools of %s from %s",
-            len(bridge.catalog.entries),
-            bridge.catalog.skills,
-            config.run_dir,
-        )
-        async with stdio_server() as (read_stream, write_stream), anyio.create_task_group() as tg:
-            tg.start_soon(bridge.watch)
-            await bridge.server.run(read_stream, write_stream, bridge.init_options())
-            tg.cancel_scope.cancel()
-    finally:
-        await client.aclose()

@@ -11,8 +11,8 @@ host that cached its list keeps calling the same name and reaches whichever
 version is live. A pair that cannot be spelled that way unambiguously (odd
 characters, a skill name holding ``__`` or ending in ``_``, too long) gets a
 squashed form with a hash of the pair: ``my_skill__very_long_to-1a2b3c4d``.
-Every skill tool's name contains ``__``; the meta tools' names do not, so the
-two can never collide.
+Every skill tool's name contains ``__``; the meta tools' names (``meta``) do
+not, so the two can never collide.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from typing import Any
 
 import mcp.types as types
 
+from ipc import COERCE_KEY
+
 __all__ = [
-    "CALL_TOOL",
-    "LIST_TOOLS",
-    "META_TOOLS",
     "NAME_MAX",
     "Catalog",
     "ToolEntry",
@@ -42,9 +41,6 @@ SEPARATOR = "__"
 _CLEAN = re.compile(r"^[A-Za-z0-9_-]+$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _HASH_CHARS = 8
-
-LIST_TOOLS = "zskill_list_tools"
-CALL_TOOL = "zskill_call"
 
 
 def tool_name(skill: str, tool: str) -> str:
@@ -86,6 +82,13 @@ class ToolEntry:
     description: str
     input_schema: dict[str, Any]
     idempotent: bool
+    output_schema: dict[str, Any] | None = None
+
+    @property
+    def coerces(self) -> bool:
+        """The tool converts its arguments leniently (``coerce=True``): the
+        skill checks them, not the bridge."""
+        return self.input_schema.get(COERCE_KEY) is True
 
     def to_mcp(self) -> types.Tool:
         return types.Tool(
@@ -93,6 +96,7 @@ class ToolEntry:
             title=f"{self.skill}.{self.tool}",
             description=self.description or f"{self.tool} of the zskill skill {self.skill}.",
             input_schema=self.input_schema,
+            output_schema=self.output_schema,
             # Only a hint worth giving: "not idempotent" is what hosts assume.
             annotations=types.ToolAnnotations(idempotent_hint=True) if self.idempotent else None,
         )
@@ -105,6 +109,7 @@ class ToolEntry:
             "tool": self.tool,
             "description": self.description,
             "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
             "idempotent": self.idempotent,
         }
 
@@ -119,7 +124,7 @@ class Catalog:
     @classmethod
     def from_wire(cls, body: Mapping[str, Any]) -> Catalog:
         """Build from the ``tools`` reply: ``{skill: [{"name", "description",
-        "input_schema", "idempotent"}]}``. Malformed items are skipped, not fatal:
+        "input_schema", "idempotent", "output_schema"?}]}``. Malformed items are skipped, not fatal:
         one odd skill must not hide every other skill's tools."""
         entries: dict[str, ToolEntry] = {}
         for skill, tools in body.items():
@@ -138,6 +143,15 @@ class Catalog:
     def of_skill(self, skill: str | None) -> Iterable[ToolEntry]:
         return (e for e in self.entries if skill is None or e.skill == skill)
 
+    def keeping(self, old: Catalog, skills: Iterable[str]) -> Catalog:
+        """This catalog plus ``old``'s tools of ``skills`` it lacks (skills on
+        their way back up after a daemon restart)."""
+        kept = set(skills) - set(self.skills)
+        extra = [e for e in old.entries if e.skill in kept]
+        if not extra:
+            return self
+        return Catalog(tuple(sorted((*self.entries, *extra), key=lambda e: e.name)))
+
     @property
     def skills(self) -> list[str]:
         return sorted({e.skill for e in self.entries})
@@ -148,6 +162,7 @@ def _entry(skill: str, item: Any) -> ToolEntry | None:
         return None
     tool = item["name"]
     description = item.get("description")
+    output = item.get("output_schema")
     return ToolEntry(
         name=tool_name(skill, tool),
         skill=skill,
@@ -155,53 +170,6 @@ def _entry(skill: str, item: Any) -> ToolEntry | None:
         description=description if isinstance(description, str) else "",
         input_schema=object_schema(item.get("input_schema")),
         idempotent=bool(item.get("idempotent", False)),
+        # MCP wants an object schema there; the SDK only ever sends one
+        output_schema=dict(output) if isinstance(output, Mapping) else None,
     )
-
-
-# --- the meta tools -----------------------------------------------------------
-# For hosts that read the tool list once per session and ignore change
-# notifications: these two never change, and reach every tool there is now.
-
-META_TOOLS: tuple[types.Tool, ...] = (
-    types.Tool(
-        name=LIST_TOOLS,
-        title="List zskill tools",
-        description=(
-            "List the tools of every running zskill skill as they are right now, with "
-            "their MCP names, descriptions and input schemas. Use it when a tool you "
-            "expect is missing from your tool list: skills are upgraded live, and "
-            f"{CALL_TOOL} reaches any tool this returns."
-        ),
-        input_schema={
-            "type": "object",
-            "properties": {
-                "skill": {"type": "string", "description": "Only this skill's tools."},
-            },
-            "additionalProperties": False,
-        },
-        annotations=types.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
-    ),
-    types.Tool(
-        name=CALL_TOOL,
-        title="Call a zskill tool",
-        description=(
-            "Call any tool of a running zskill skill by skill and tool name, with its "
-            f"arguments (see {LIST_TOOLS} for the tools and their input schemas). "
-            "Works for tools added after your tool list was read."
-        ),
-        input_schema={
-            "type": "object",
-            "properties": {
-                "skill": {"type": "string", "description": "The skill's name, e.g. echo."},
-                "tool": {"type": "string", "description": "The tool's name, e.g. say."},
-                "arguments": {
-                    "type": "object",
-                    "description": "The tool's arguments, as its input schema says.",
-                    "default": {},
-                },
-            },
-            "required": ["skill", "tool"],
-            "additionalProperties": False,
-        },
-    ),
-)

@@ -16,6 +16,7 @@ fast when none runs), starting one detached, waiting for one to exit.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,26 @@ def ping_quietly(config: Config) -> dict[str, Any] | None:
             return client.ping(timeout=PING_TIMEOUT_S)
         except DaemonUnavailable:
             return None
+
+
+def ensure_daemon(config: Config, *, why: str, timeout_s: float = 30.0) -> None:
+    """Start a daemon for ``config`` (detached) unless one already answers.
+    Says so on stderr (stdout may be a protocol stream). Another process
+    starting one at the same moment is no failure: its daemon serves us too."""
+    if ping_quietly(config) is not None:
+        return
+    argv = [sys.executable, "-m", "orchestrator", "up", "--config", str(config.path)]
+    try:
+        pid = start_detached(config, argv=argv, timeout_s=timeout_s)
+    except DetachFailed:
+        if ping_quietly(config) is None:
+            raise
+        return
+    print(
+        f"{why}: started the zskill daemon (pid {pid}, run dir {config.run_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class DetachFailed(CliError):

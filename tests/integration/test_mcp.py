@@ -106,6 +106,9 @@ async def mcp_host(d: Daemon, mode: str) -> AsyncIterator[tuple[Client, Changes]
         command=sys.executable,
         args=["-m", "orchestrator", "mcp", "--config", str(d.config)],
         cwd=str(d.root),
+        # The SDK passes only a few variables by default: keep PYTHONPATH, so
+        # the bridge runs the code under test.
+        env=dict(os.environ),
     )
     pids: set[int] = set()
     with open(d.root / "mcp.err", "a") as errlog:
@@ -207,7 +210,7 @@ async def _follow_upgrades_and_stops(d: Daemon, v2: Path, mode: str) -> None:
         assert by_name["slow__nap"]["tool"] == "nap"
         assert "label" in by_name["slow__sleep"]["input_schema"]["properties"]
         napped = await host.call_tool(
-            CALL_TOOL, {"skill": "slow", "tool": "nap", "arguments": {"ms": 5}}
+            CALL_TOOL, {"skill": "slow", "tool": "nap", "arguments": '{"ms": 5}'}
         )
         assert not napped.is_error and napped.structured_content == {"slept_ms": 5}
         assert napped.meta is not None and napped.meta["zskill/version"] == "2.0.0"
@@ -284,7 +287,7 @@ async def _survives_a_daemon_restart(d: Daemon) -> None:
         await anyio.to_thread.run_sync(d.stop)
 
         down = await host.call_tool("echo__say", {"text": "hi"})
-        assert down.is_error and "daemon is not reachable" in text(down)
+        assert down.is_error and "daemon is restarting" in text(down)
 
         # The daemon comes back with one more skill: the bridge must notice.
         seen = changes.count
@@ -320,5 +323,8 @@ def test_fails_fast_without_a_daemon() -> None:
 
         shutil.rmtree(root, ignore_errors=True)
     assert done.returncode == 3, done.stderr
+    # One line a desktop host can show, saying how to fix it.
     assert "no zskill daemon is running" in done.stderr
+    assert "--start" in done.stderr and "zskill up" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
     assert done.stdout == ""

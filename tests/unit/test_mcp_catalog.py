@@ -15,14 +15,12 @@ from ipc import (
     SkillUnavailable,
 )
 from orchestrator._mcp.catalog import (
-    CALL_TOOL,
-    LIST_TOOLS,
-    META_TOOLS,
     NAME_MAX,
     Catalog,
     object_schema,
     tool_name,
 )
+from orchestrator._mcp.meta import CALL_TOOL, LIST_TOOLS, META_TOOLS
 from orchestrator._mcp.results import describe, value_result
 
 VALID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

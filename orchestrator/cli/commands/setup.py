@@ -9,17 +9,53 @@ from typing import Annotated
 
 import typer
 
+from ..errors import EXIT_NO_DAEMON, CliError, UsageError
 from ..options import DEFAULT_CONFIG, ConfigOpt, load
 
 
-def mcp(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+def mcp(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    start: Annotated[
+        bool,
+        typer.Option(
+            "--start",
+            help="Start the daemon (detached) when none runs, so one host entry runs everything.",
+        ),
+    ] = False,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            metavar="auto|legacy",
+            help="auto: the MCP generation the host opens with; legacy: the initialize "
+            "handshake only, so hosts that cache the tool list hear of every change.",
+        ),
+    ] = "auto",
+) -> None:
     """Serve every running skill's tools to an MCP host over stdio.
 
-    Register it with the host as a command: zskill mcp --config /abs/zskill.toml
+    Register it with the host as a command: zskill mcp --start --config /abs/zskill.toml
     """
-    from ..._mcp.bridge import serve
+    from ..daemon import ensure_daemon
 
-    serve(load(config))
+    if protocol not in ("auto", "legacy"):
+        raise UsageError(f"--protocol must be auto or legacy, not {protocol!r}")
+    cfg = load(config)
+    if start:
+        ensure_daemon(cfg, why="zskill mcp --start")
+    from ipc import DaemonUnavailable
+
+    from ..._mcp.launch import serve
+
+    try:
+        serve(cfg, protocol="legacy" if protocol == "legacy" else "auto")
+    except DaemonUnavailable as exc:
+        # What an MCP host shows of a server that would not start: say how to fix it.
+        raise CliError(
+            f"zskill mcp: no zskill daemon is running for {cfg.run_dir}: start it with "
+            f"`zskill up --detach --config {cfg.path}`, or add --start to this "
+            "`zskill mcp` command so that it starts one",
+            EXIT_NO_DAEMON,
+        ) from exc
 
 
 def new(
