@@ -11,14 +11,17 @@
     command = ["python", "main.py"]  # "python" is the daemon's own interpreter
     concurrency = 8
     env = { LEVEL = "info" }
+    env_file = ".env"                # more variables (secrets), relative to the config file
     start_timeout_s = 10
     health_timeout_s = 5
     grace_s = 30                     # drain before SIGTERM...
     kill_timeout_s = 5               # ...then SIGKILL of the process tree
     memory_limit = "512MiB"          # per process tree; over it: a zero-downtime restart
     max_queued = 10000               # calls waiting for a slot; more are refused at once
+    watch = false                    # upgrade in place when its files change (zskill up --watch)
 
 Unknown keys and wrong types are errors naming the key and the file.
+Values of ``env`` and of the ``env_file`` are never shown in an error.
 ``memory_limit`` is a number of bytes or a string with a unit: B, kB, MB,
 GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), any case.
 """
@@ -35,6 +38,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ipc import MAX_MESSAGE_BYTES, ConfigError
+
+from ._envfile import read_env_file
 
 DEFAULT_CONFIG = "zskill.toml"
 SKILL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -118,6 +123,11 @@ class SkillSettings(_Strict):
     # Calls waiting in the daemon for a free slot; one more is refused at
     # once with SkillOverloaded, so a flood cannot grow the daemon unbounded.
     max_queued: int = Field(default=DEFAULT_MAX_QUEUED, ge=1)
+    # A .env file of more variables, read again at every start of a process
+    # (see orchestrator._envfile); the env table wins over it.
+    env_file: str | None = None
+    # Upgrade in place whenever a file under path changes (see _daemon.watch).
+    watch: bool = False
 
     @field_validator("memory_limit", mode="before")
     @classmethod
@@ -138,6 +148,12 @@ class SkillConfig:
     path: Path
     command: tuple[str, ...]
     settings: SkillSettings
+    env_file: Path | None = None  # settings.env_file, resolved
+
+    def file_env(self) -> dict[str, str]:
+        """The env_file's variables, read now ({} without one); ConfigError
+        naming the file and line, never a value."""
+        return {} if self.env_file is None else read_env_file(self.env_file)
 
     def argv(self) -> list[str]:
         """The argv to start the skill; ``python`` is this interpreter."""
@@ -176,7 +192,11 @@ def _explain(exc: ValidationError, path: Path) -> str:
             ctx = err.get("ctx") or {}
             own = err["type"] == "value_error" and "error" in ctx
             msg = str(ctx["error"]) if own else err["msg"]
-            lines.append(f"{path}: key {key!r}: {msg} (got {err.get('input')!r})")
+            # What was given, unless it may be a secret (a value of env).
+            loc = err["loc"]
+            secret = len(loc) >= 3 and loc[0] == "skills" and loc[2] == "env"
+            got = "" if secret else f" (got {err.get('input')!r})"
+            lines.append(f"{path}: key {key!r}: {msg}{got}")
     return "\n".join(lines)
 
 
@@ -195,7 +215,10 @@ def parse(data: dict[str, Any], path: Path) -> Config:
                 "letters, digits, '-' and '_' (at most 64)",
                 file=str(path),
             )
-        skills[name] = SkillConfig(name, (base / s.path).resolve(), tuple(s.command), s)
+        env_file = (base / s.env_file).resolve() if s.env_file is not None else None
+        skills[name] = SkillConfig(
+            name, (base / s.path).resolve(), tuple(s.command), s, env_file=env_file
+        )
     run_dir = (base / raw.daemon.run_dir).resolve()
     return Config(path=path, run_dir=run_dir, daemon=raw.daemon, skills=skills)
 

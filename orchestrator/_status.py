@@ -44,6 +44,9 @@ class EventKind(StrEnum):
     DEPLOYED = "deployed"
     ROLLED_BACK = "rolled_back"
     TOOLS_CHANGED = "tools_changed"
+    RELOAD = "reload"  # the config file read again (ok, or refused and why)
+    REMOVED = "removed"  # a skill gone from the config, its processes gone too
+    CHANGED = "changed"  # a watched skill's files changed (an upgrade follows)
 
 
 class RolloutOp(StrEnum):

@@ -92,9 +92,14 @@ class Daemon:
     """A real zskill daemon started with `zskill up` as a subprocess."""
 
     def __init__(
-        self, root: Path, skills: dict[str, dict[str, Any]], daemon: dict[str, Any] | None = None
+        self,
+        root: Path,
+        skills: dict[str, dict[str, Any]],
+        daemon: dict[str, Any] | None = None,
+        up_args: tuple[str, ...] = (),
     ) -> None:
         self.root = root
+        self.up_args = up_args  # more options of `zskill up` (--watch)
         self.config = root / "zskill.toml"
         write_config(self.config, skills, daemon)
         self.run_dir = root / ".zskill"
@@ -107,7 +112,15 @@ class Daemon:
         env["PYTHONUNBUFFERED"] = "1"
         self.out = open(self.root / "daemon.out", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "up", "--config", str(self.config)],
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "up",
+                "--config",
+                str(self.config),
+                *self.up_args,
+            ],
             stdout=self.out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -198,10 +211,15 @@ class Daemon:
 
 @contextlib.contextmanager
 def running_daemon(
-    skills: dict[str, dict[str, Any]], daemon: dict[str, Any] | None = None
+    skills: dict[str, dict[str, Any]],
+    daemon: dict[str, Any] | None = None,
+    *,
+    root: Path | None = None,
+    up_args: tuple[str, ...] = (),
 ) -> Iterator[Daemon]:
-    root = short_dir()
-    d = Daemon(root, skills, daemon)
+    """A daemon on ``root`` (a new short dir by default; removed after)."""
+    root = short_dir() if root is None else root
+    d = Daemon(root, skills, daemon, up_args)
     try:
         d.start()
         yield d

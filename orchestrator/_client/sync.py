@@ -167,6 +167,13 @@ class Client:
             self.request("events", common.events_args(skill, limit)), "events"
         )
 
+    def reload(self, *, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Have the daemon read its config file again and apply the difference
+        (new skills start, removed ones stop, changed ones restart). Returns
+        each skill's outcome once all are done; ``on_progress`` gets each as
+        it comes. ConfigError when the file is not good: nothing changed."""
+        return common.expect_dict(self.request("reload", on_progress=on_progress), "reload")
+
     def shutdown(self) -> None:
         self.request("shutdown")
 

@@ -36,6 +36,7 @@ class ControlServer:
         info: dict[str, Any],
         shutdown: Callable[[], None],
         clock: Callable[[], float],
+        reload: Callable[[Reply, Progress], None] | None = None,
     ) -> None:
         self.sup = lifecycle.sup
         self.life = lifecycle
@@ -44,6 +45,7 @@ class ControlServer:
         self.info = info
         self._shutdown = shutdown
         self.clock = clock
+        self._reload = reload
         self._ops: dict[str, Callable[[dict[str, Any], Reply, Progress], None]] = {
             "ping": self.op_ping,
             "list": self.op_list,
@@ -56,6 +58,7 @@ class ControlServer:
             "releases": self.op_releases,
             "events": self.op_events,
             "shutdown": self.op_shutdown,
+            "reload": self.op_reload,
         }
 
     def handle(self, op: str, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
@@ -145,6 +148,11 @@ class ControlServer:
         if type(limit) is not int:
             raise BadRequest("argument 'limit' must be an integer")
         reply(self.events.query(skill, limit), None)
+
+    def op_reload(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        if self._reload is None:
+            raise BadRequest("this daemon cannot reload its config")
+        self._reload(reply, progress)
 
     def op_shutdown(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
         reply({}, None)

@@ -39,15 +39,15 @@ from .dispatch import Dispatcher
 from .events import EventLog
 from .jobs import ThreadJobs
 from .lifecycle import Lifecycle
-from .logfiles import LogFile
 from .memory import MemoryGuard
 from .process import Processes
 from .releases import ReleaseStore
+from .reload import Reloader, watching_all
 from .router import Instance, PendingCall, Router
-from .runtime import SkillRuntime
 from .sockets import Sockets
 from .stats import children_map, skill_failed
 from .supervisor import SupervisorIo
+from .watch import FileWatch
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -62,7 +62,10 @@ KILL_WAIT_S = 5.0  # after the shutdown deadline's SIGKILL, before giving up
 
 
 class Daemon:
-    def __init__(self, config: Config, processes: Processes = process) -> None:
+    def __init__(
+        self, config: Config, processes: Processes = process, *, watch_all: bool = False
+    ) -> None:
+        config = watching_all(config) if watch_all else config  # zskill up --watch
         self.config = config
         self.run_dir = config.run_dir
         self.layout = RunDir(self.run_dir)
@@ -100,6 +103,10 @@ class Daemon:
         )
         self.sup = self.life.sup
         self.memory = MemoryGuard(self.life, self.events)
+        self.reloader = Reloader(
+            config, self.life, self.events, self.layout, self._applied, watch_all=watch_all
+        )
+        self.watch = FileWatch(self.life, self.events, self._watch_fd, [self.run_dir])
         self.control = ControlServer(
             self.life,
             self.events,
@@ -112,6 +119,7 @@ class Daemon:
             },
             self.begin_shutdown,
             self.clock,
+            reload=self.reloader.reload,
         )
         self.dispatch = Dispatcher(
             self.router,
@@ -130,11 +138,6 @@ class Daemon:
             self._fd_handlers[tcp] = lambda: self._drain(  # type: ignore[index]
                 tcp, lambda frames: on_tcp(Sockets.from_tcp(frames))
             )
-        d = config.daemon
-        for name, sc in config.skills.items():
-            lf = LogFile(self.layout.skill_log(name), max_bytes=d.log_max_bytes, keep=d.log_keep)
-            self.sup.skills[name] = SkillRuntime(config=sc, log=lf, source=sc.path)
-            self.router.limit(name, sc.settings.max_queued)
 
     # --- setup -----------------------------------------------------------------
 
@@ -188,7 +191,8 @@ class Daemon:
         os.set_blocking(wake_w, False)
         old_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         handlers = {
-            s: signal.signal(s, _noop) for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
+            s: signal.signal(s, _noop)
+            for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         }
         self.processes.become_subreaper()
         self._watch_fd(wake_r, lambda: self._on_signals(wake_r))
@@ -201,14 +205,8 @@ class Daemon:
 
                 self.metrics = Metrics(self.sup, d.metrics_host, d.metrics_port)
                 self.metrics.start()
-            for rt in self.sup.skills.values():
-                if rt.config.settings.autostart:
-                    self.life.start(rt)
-                else:
-                    rt.desired = "stopped"
-                    self.router.close(
-                        rt.name, f"skill {rt.name!r} is not started (autostart = false)"
-                    )
+            self.reloader.start_all()  # those with autostart
+            self.watch.sync(self.sup.skills.values())
             self._loop()
         finally:
             signal.set_wakeup_fd(old_fd)
@@ -261,6 +259,8 @@ class Daemon:
     def _tick(self, now: float) -> None:
         self.sup.tick(now)
         self.life.tick(now)
+        self.reloader.tick()  # removed skills whose processes are gone
+        self.watch.tick()
         if self.metrics is not None:
             self.metrics.refresh(now)
         if now >= self._next_sample:
@@ -283,6 +283,13 @@ class Daemon:
         if signal.SIGTERM in data or signal.SIGINT in data:
             log.info("signal received; shutting down")
             self.begin_shutdown()
+        elif signal.SIGHUP in data and not self._stopping:
+            self.reloader.reload_logged()
+
+    def _applied(self, config: Config) -> None:
+        """A reload changed the skills: what holds them follows."""
+        self.config, self.control.info["skills"] = config, sorted(config.skills)
+        self.watch.sync(self.sup.skills.values())
 
     def _watch_fd(self, fd: int, handler: Callable[[], None] | None) -> None:
         if handler is None:
@@ -299,9 +306,10 @@ class Daemon:
     ) -> None:
         self.sockets.send_ctl(call.client, CallReply(call.req_id, version, error, payload))
         now = self.clock()
-        rt = self.sup.skills[call.skill]
-        failed = skill_failed(error.type if error is not None else None)
-        rt.stats.record(now, version or rt.last_version, now - call.accepted_at, failed)
+        rt = self.sup.skills.get(call.skill)  # None: removed by a reload since
+        if rt is not None:
+            failed = skill_failed(error.type if error is not None else None)
+            rt.stats.record(now, version or rt.last_version, now - call.accepted_at, failed)
 
     def _send_call(self, inst: Instance, call: PendingCall, timeout_s: float) -> None:
         msg = Call(call.call_id, call.tool, timeout_s, call.payload)
@@ -326,7 +334,10 @@ class Daemon:
         self.events.emit("", EventKind.DAEMON_STOP, pid=os.getpid())
         # The slowest skill bounds the wait: its grace, then its SIGTERM.
         wait = max(
-            (s.settings.grace_s + s.settings.kill_timeout_s for s in self.config.skills.values()),
+            (
+                rt.config.settings.grace_s + rt.config.settings.kill_timeout_s
+                for rt in self.sup.skills.values()
+            ),
             default=0.0,
         )
         self._shutdown_deadline = self.clock() + wait + SHUTDOWN_MARGIN_S
@@ -354,6 +365,7 @@ class Daemon:
             self.router.close(rt.name, "the daemon stopped")
             rt.log.close()
         self.jobs.close()  # a release still being copied is no longer wanted
+        self.watch.close()
         # 3b. Sockets: their files first, so no client connects to a dead one.
         for p in self.endpoints.paths():
             p.unlink(missing_ok=True)
@@ -378,6 +390,7 @@ def _noop(signum: int, frame: object) -> None:
     """Signals are handled in the loop; the wakeup fd carries them there."""
 
 
-def serve(config: Config) -> None:
-    """Run the daemon in the foreground until it is shut down."""
-    Daemon(config).run()
+def serve(config: Config, *, watch_all: bool = False) -> None:
+    """Run the daemon in the foreground until it is shut down; ``watch_all``:
+    upgrade any skill whose files change (``zskill up --watch``)."""
+    Daemon(config, watch_all=watch_all).run()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ipc import UpgradeFailed, UpgradeInProgress
+from ipc import ConfigError, UpgradeFailed, UpgradeInProgress
 
 from .._status import EventKind, RolloutOp, StepStatus
 from .events import EventLog
@@ -226,7 +226,7 @@ class RolloutRunner:
     def _spawn(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
         try:
             ar.new = self.sup.spawn(rt, ar.source, now)
-        except OSError as exc:
+        except (OSError, ConfigError) as exc:  # ConfigError: its env_file
             argv = " ".join(rt.config.argv())
             more = ar.machine.spawn_failed(now, f"cannot start `{argv}` in {ar.source}: {exc}")
         else:

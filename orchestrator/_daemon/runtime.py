@@ -37,6 +37,7 @@ class Proc:
     fault: str = ""  # set when the daemon killed it for misbehaving (a crash, for policy)
     captures: dict[int, StreamCapture] = field(default_factory=dict)
     health_check_id: int = 0
+    env_digest: str = ""  # of the env_file it was started with ("" without one)
 
     @property
     def id(self) -> str:
@@ -128,6 +129,7 @@ class SkillRuntime:
     last_exit: str = ""
     last_version: str = ""
     stop_waiters: list[StopWaiter] = field(default_factory=list)
+    removing: bool = False  # gone from the config: forgotten once its processes are
     stats: SkillStats = field(default_factory=SkillStats)
 
     @property

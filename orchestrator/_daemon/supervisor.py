@@ -43,6 +43,7 @@ from ipc import (
 )
 
 from .._config import Config
+from .._envfile import env_digest
 from .._status import EventKind, SkillStatus
 from . import cgroups, process
 from .events import EventLog
@@ -120,12 +121,14 @@ class Supervisor:
     # --- spawning --------------------------------------------------------------
 
     def spawn(self, rt: SkillRuntime, source: Path, now: float) -> Proc:
-        """Start a new process of ``rt`` from ``source``. Raises OSError."""
+        """Start a new process of ``rt`` from ``source``. Raises OSError, or
+        ConfigError when its env_file cannot be read (it is read every time)."""
+        cfg = rt.config
+        file_env = cfg.file_env()
+        env = {**file_env, **cfg.settings.env}
         self._seq += 1
         inst_id = f"{rt.name}-{self.boot}-{self._seq}"
         secret = secrets.token_hex(16)
-        cfg = rt.config
-        env = dict(cfg.settings.env)
         env.update(
             {
                 ENV_ENDPOINT: self._endpoint,
@@ -144,6 +147,7 @@ class Supervisor:
             child=child,
             secret=secret,
             last_seen=now,
+            env_digest=env_digest(file_env) if cfg.env_file is not None else "",
         )
         for fd, stream in ((child.stdout_fd, "out"), (child.stderr_fd, "err")):
             if fd is not None:

@@ -116,6 +116,7 @@ def _config_defaults(command: object, config: str) -> dict[str, Any]:
 COMMANDS: tuple[tuple[str | None, Callable[..., None]], ...] = (
     (None, daemon.up),
     (None, daemon.down),
+    (None, daemon.reload),
     ("list", skills.list_skills),
     (None, skills.call),
     (None, skills.tools),

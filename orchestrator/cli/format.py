@@ -160,6 +160,27 @@ def event_line(event: Row) -> str:
     return " ".join(parts)
 
 
+_RELOAD_MARKS = {"add": "+", "remove": "-", "restart": "~", "update": "*", "keep": "="}
+
+
+def reload_line(outcome: Row) -> str:
+    """One skill's part of ``zskill reload``: ``~ echo  restarted (env): version 1.0.0, pid 42``."""
+    action = str(outcome.get("action", "?"))
+    mark = _RELOAD_MARKS.get(action, "?") if outcome.get("ok", True) else "!"
+    keys = outcome.get("keys") or []
+    what = str(outcome.get("detail", ""))
+    if keys:
+        what += f" ({', '.join(str(k) for k in keys)})"
+    serving = []
+    if outcome.get("version"):
+        serving.append(f"version {outcome['version']}")
+    if outcome.get("pid") is not None:
+        serving.append(f"pid {outcome['pid']}")
+    if serving and action != "remove":
+        what += ": " + ", ".join(serving)
+    return f"  {mark} {outcome.get('skill', '?'):<12} {what}"
+
+
 def short_path(value: str) -> str:
     """A path relative to the current directory when it lies below it."""
     try:

@@ -1,17 +1,18 @@
-"""``zskill up`` and ``zskill down``: start the daemon (in the foreground, or
-detached until it serves) and stop it (its skills drain, then it exits)."""
+"""``zskill up``, ``zskill down`` and ``zskill reload``: start the daemon (in
+the foreground, or detached until it serves), stop it (its skills drain,
+then it exits), and have it read its config again."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ..errors import CliError
-from ..options import DEFAULT_CONFIG, ConfigOpt, connect, load, seconds
+from ..errors import EXIT_FAILED, CliError
+from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, connect, load, seconds
 
 
 def up(
@@ -36,9 +37,18 @@ def up(
             help="Serve Prometheus metrics on this port (overrides [daemon] metrics_port).",
         ),
     ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Upgrade a skill in place whenever its files change (as watch = true for all).",
+        ),
+    ] = False,
 ) -> None:
     """Start the daemon (in the foreground unless --detach)."""
     cfg = load(config)
+    for sc in cfg.skills.values():
+        sc.file_env()  # an env_file that cannot be read: a config error now (exit 2)
     if metrics_port is not None:
         import dataclasses
 
@@ -51,7 +61,7 @@ def up(
             f"zskill daemon starting (pid {os.getpid()}, run dir {cfg.run_dir}); Ctrl-C stops it",
             err=True,
         )
-        serve(cfg)
+        serve(cfg, watch_all=watch)
         return
     from ..daemon import ping_quietly, start_detached
 
@@ -63,6 +73,8 @@ def up(
     argv = [sys.executable, "-m", "orchestrator", "up", "--config", str(cfg.path)]
     if metrics_port is not None:
         argv += ["--metrics-port", str(metrics_port)]
+    if watch:
+        argv.append("--watch")
     pid = start_detached(cfg, argv=argv, timeout_s=timeout)
     typer.echo(f"zskill daemon started (pid {pid}, run dir {cfg.run_dir})")
 
@@ -101,3 +113,38 @@ def down(
             "(skills may still be draining; try a longer --timeout)"
         )
     typer.echo("zskill daemon stopped")
+
+
+def reload(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) -> None:
+    """Read zskill.toml again: start new skills, stop removed ones, restart changed ones.
+
+    Untouched skills keep running as they are. An invalid file is refused
+    whole (exit 2) and nothing changes. Sending the daemon SIGHUP does the same.
+    """
+    from ..format import reload_line, to_json
+
+    cfg = load(config)
+
+    def on_progress(outcome: Any) -> None:
+        if isinstance(outcome, dict) and not as_json:
+            typer.echo(reload_line(outcome))
+
+    with connect(cfg) as client:
+        if not as_json:  # the file the daemon reads: the one it was started with
+            typer.echo(f"reloading {client.ping().get('config', cfg.path)}")
+        result = client.reload(on_progress=on_progress)
+    if as_json:
+        typer.echo(to_json(result, indent=2))
+    else:
+        typer.echo(f"reloaded: {result.get('summary', '')}")
+        not_applied = result.get("daemon_not_applied") or []
+        if not_applied:
+            typer.echo(
+                f"not applied: [daemon] {', '.join(not_applied)} "
+                "(fixed at the daemon's start: `zskill down` then `zskill up`)"
+            )
+    if not result.get("ok", False):
+        failed = [o["skill"] for o in result.get("skills", []) if not o.get("ok")]
+        if not as_json:
+            typer.echo(f"error: not applied to {', '.join(failed)}", err=True)
+        raise typer.Exit(EXIT_FAILED)
