@@ -62,6 +62,12 @@ def _dict(v: Any) -> dict[str, Any]:
     return v
 
 
+def _opt_str(v: Any) -> str | None:
+    if v is None or type(v) is str:
+        return v
+    raise TypeError("nil or a string")
+
+
 def _any(v: Any) -> Any:
     return v
 
@@ -92,6 +98,7 @@ _CHECKS: dict[str, _Check] = {
     "int": _int,
     "float": _float,
     "str": _str,
+    "str | None": _opt_str,
     "bool": _bool,
     "dict[str, Any]": _dict,
     "Any": _any,
@@ -106,6 +113,7 @@ class _Spec:
     __slots__ = (
         "checks",
         "cls",
+        "fast_required",
         "fast_types",
         "get",
         "has_payload",
@@ -129,9 +137,10 @@ class _Spec:
         self.kind = int(cls.KIND)
         self.get = operator.attrgetter(*self.names) if self.names else (lambda m: ())
         # The hot path (Call, Result, CallRequest, CallReply): a message whose
-        # fields are plain scalars or maps -- or an absent error -- decodes with
-        # one exact-type comparison per field, and encodes converting only the
-        # error, when there is one.
+        # fields are plain scalars or maps -- or an absent error, key... --
+        # decodes with one exact-type comparison per field, and encodes
+        # converting only the error, when there is one. Optional fields left
+        # off the end (see encode) compare with ``fast_required``.
         simple = {
             "int": int,
             "float": float,
@@ -139,10 +148,14 @@ class _Spec:
             "bool": bool,
             "dict[str, Any]": dict,
             "WireError | None": type(None),
+            "str | None": type(None),
         }
         types = [simple.get(str(f.type)) for f in fields]
         self.fast_types: tuple[type, ...] | None = (
             tuple(t for t in types if t is not None) if all(types) else None
+        )
+        self.fast_required = (
+            self.fast_types[: self.required] if self.fast_types is not None else None
         )
         self.wire_idx = tuple(
             i for i, f in enumerate(fields) if str(f.type) in ("WireError | None", "list[ToolSpec]")
@@ -181,6 +194,10 @@ def encode(msg: Message) -> list[bytes]:
     values: list[Any] = [spec.kind, got] if len(spec.names) == 1 else [spec.kind, *got]
     for i in spec.wire_idx:
         values[i + 1] = _to_wire(values[i + 1])
+    # Optional fields that are absent (None) at the end are left off, so a
+    # call without a key or a trace context is the bytes it always was.
+    while len(values) > spec.required + 1 and values[-1] is None:
+        values.pop()
     if spec.has_payload:
         payload: bytes = msg.payload  # type: ignore[attr-defined]
         if len(payload) > INLINE_PAYLOAD_MAX:
@@ -203,12 +220,13 @@ class Dropped(bytes):
         return self
 
 
-def call_bytes(tool: str, payload_size: int) -> int:
+def call_bytes(tool: str, payload_size: int, *tail: str | None) -> int:
     """The most bytes a Call of ``tool`` with a payload of ``payload_size``
     bytes takes on the wire, whatever its call id and timeout: what a daemon
     compares with the skill's limit before it forwards a call, so that a
-    call it accepts is one the skill can read."""
-    header = len(_packb([int(Kind.CALL), 2**64 - 1, tool, 0.0]))
+    call it accepts is one the skill can read. ``tail``: the Call's optional
+    fields after ``timeout_s`` (key, traceparent), as they will be sent."""
+    header = len(_packb([int(Kind.CALL), 2**64 - 1, tool, 0.0, *tail]))
     if payload_size > INLINE_PAYLOAD_MAX:
         return header + payload_size
     bin_header = 2 if payload_size < 2**8 else 3 if payload_size < 2**16 else 5
@@ -247,10 +265,10 @@ def decode(frames: Sequence[bytes], *, max_bytes: int | None = None) -> Message:
     if spec.has_payload:
         if len(frames) == 2:
             payload = frames[1]
-        elif len(values) != len(spec.names) + 1 or type(values[-1]) is not bytes:
+        elif not values or type(values[-1]) is not bytes:
             raise ProtocolError(
                 f"{spec.cls.__name__} in one frame ends with its payload (binary) "
-                f"after {len(spec.names)} fields"
+                f"after its {spec.required}..{len(spec.names)} fields"
             )
         else:
             payload = values.pop()
@@ -261,7 +279,9 @@ def decode(frames: Sequence[bytes], *, max_bytes: int | None = None) -> Message:
             f"{spec.cls.__name__} takes {spec.required}..{len(spec.names)} fields, "
             f"got {len(values)}"
         )
-    args = values if tuple(map(type, values)) == spec.fast_types else _checked(spec, values)
+    types = tuple(map(type, values))
+    fast = types == spec.fast_types or types == spec.fast_required
+    args = values if fast else _checked(spec, values)
     if spec.has_payload:
         return spec.cls(*args, payload=payload)  # type: ignore[call-arg]
     return spec.cls(*args)

@@ -12,6 +12,7 @@
     │   ├── SkillNotFound
     │   ├── ToolNotFound
     │   ├── InvalidArguments      arguments failed the tool's schema
+    │   │   └── KeyConflict       an idempotency key reused with other arguments
     │   ├── RemoteError           the handler raised (remote type, traceback)
     │   ├── CallTimeout           no result within the call's deadline
     │   ├── OutcomeUnknown        the skill died mid-call; it may or may not have run
@@ -83,6 +84,12 @@ class ToolNotFound(CallError):
 
 class InvalidArguments(CallError):
     pass
+
+
+class KeyConflict(InvalidArguments):
+    """An idempotency key already names a call with other arguments (or
+    another tool): the daemon refuses rather than answer one call with
+    another's outcome. ``key``, ``skill``, ``tool`` say which."""
 
 
 class RemoteError(CallError):

@@ -28,6 +28,11 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar
 
+MAX_KEY_CHARS = 512
+"""The longest idempotency key a CallRequest may carry (the daemon keeps them)."""
+MAX_TRACEPARENT_CHARS = 256
+"""Room for a W3C traceparent (55 characters in version 00) and later versions."""
+
 
 class Kind(IntEnum):
     """The first element of every header."""
@@ -147,13 +152,18 @@ class Reject(Message):
 
 @dataclass(slots=True)
 class Call(Message):
-    """Run one tool. Payload: the msgpack-encoded arguments map."""
+    """Run one tool. Payload: the msgpack-encoded arguments map.
+
+    ``key`` and ``traceparent`` are the caller's, forwarded as they came
+    (see CallRequest); None when it sent none."""
 
     KIND: ClassVar[Kind] = Kind.CALL
     HAS_PAYLOAD: ClassVar[bool] = True
     call_id: int
     tool: str
     timeout_s: float
+    key: str | None = None
+    traceparent: str | None = None
     payload: bytes = b""
 
 
@@ -230,7 +240,12 @@ class Request(Message):
 
 @dataclass(slots=True)
 class CallRequest(Message):
-    """Call ``skill.tool``. Payload: the msgpack-encoded arguments map."""
+    """Call ``skill.tool``. Payload: the msgpack-encoded arguments map.
+
+    ``key``: an idempotency key; the daemon runs the tool at most once per
+    (skill, key) and answers every call with that key by the first one's
+    outcome. ``traceparent``: W3C trace context, forwarded to the skill so
+    its spans join the caller's trace."""
 
     KIND: ClassVar[Kind] = Kind.CALL_REQUEST
     HAS_PAYLOAD: ClassVar[bool] = True
@@ -238,6 +253,8 @@ class CallRequest(Message):
     skill: str
     tool: str
     timeout_s: float
+    key: str | None = None
+    traceparent: str | None = None
     payload: bytes = b""
 
 

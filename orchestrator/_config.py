@@ -5,6 +5,9 @@
     log_max_bytes = 10485760         # rotate each log at this size...
     log_keep = 5                     # ...keeping this many older files
     metrics_port = 9464              # serve Prometheus metrics (off when unset)
+    idempotency_max_keys = 10000     # outcomes of keyed calls kept (and bytes, age:
+    idempotency_max_bytes = 67108864 #   the oldest go first past any of the three)
+    idempotency_max_age_s = 604800
 
     [skills.echo]
     path = "skills/examples/echo"    # the process's cwd, relative to the config file
@@ -100,6 +103,11 @@ class DaemonSettings(_Strict):
     metrics_host: str = "127.0.0.1"
     # A tcp:// control endpoint for clients on other hosts; needs CurveZMQ keys.
     tcp_control: str | None = Field(default=None, pattern=r"^tcp://\S+:\d+$")
+    # The outcomes of calls with an idempotency key that the daemon keeps
+    # (in memory and in the run dir); past any bound the oldest go first.
+    idempotency_max_keys: int = Field(default=10_000, ge=1)
+    idempotency_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    idempotency_max_age_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
 
 class SkillSettings(_Strict):

@@ -3,6 +3,7 @@
     <run_dir>/
       zskilld.pid            the daemon's pid, flock()ed while it runs
       events.jsonl           lifecycle and deployment history
+      idempotency.log        outcomes of calls with an idempotency key
       logs/zskilld.log       the daemon's own log
       logs/zskilld.out       stdout and stderr of a detached daemon
       logs/SKILL.log         each skill's captured output (JSON lines)
@@ -61,6 +62,10 @@ class RunDir:
     @property
     def events_file(self) -> Path:
         return self.path / "events.jsonl"
+
+    @property
+    def idempotency_log(self) -> Path:
+        return self.path / "idempotency.log"
 
     @property
     def logs(self) -> Path:

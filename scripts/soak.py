@@ -169,7 +169,7 @@ class RawCaller(threading.Thread):
                     req, text = t.sent, f"r{self.n}-{t.sent}"
                     skill, tool, args = plan(self.rng, text, self.chaos)
                     call = ipc.CallRequest(
-                        req, skill, tool, self.timeout_s, ipc.encode_payload(args)
+                        req, skill, tool, self.timeout_s, payload=ipc.encode_payload(args)
                     )
                     sock.send_multipart(ipc.encode(call))
                     self.texts[req] = text

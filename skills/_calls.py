@@ -28,6 +28,7 @@ from ._log import log
 from ._mailbox import Mailbox
 from ._outcome import error_frames, failure_frames, success_frames
 from ._tool import Tool
+from ._trace import CallTracing
 
 
 class CallRunner:
@@ -42,6 +43,7 @@ class CallRunner:
         threads: ThreadWorkers | None,
         loop: AsyncWorker | None,
         guard: InlineGuard | None = None,
+        tracing: CallTracing | None = None,
     ) -> None:
         if any(t.is_async for t in tools.values()) and loop is None:
             raise ValueError("async tools need an AsyncWorker")
@@ -55,9 +57,10 @@ class CallRunner:
         self._threads = threads
         self._loop = loop
         self._guard = guard
+        self._tracing = tracing if tracing is not None else CallTracing(skill)
         self._running = 0
-        self._queued: deque[tuple[Tool, int, bytes]] = deque()
-        self._ready: deque[tuple[Tool, int, bytes]] = deque()
+        self._queued: deque[tuple[Tool, Call]] = deque()
+        self._ready: deque[tuple[Tool, Call]] = deque()
         self._draining = False
 
     @property
@@ -102,11 +105,11 @@ class CallRunner:
         if self._running < self._limit:
             if tool.runs_inline():
                 self._running += 1
-                self._run_inline(tool, call.call_id, call.payload)
+                self._run_inline(tool, call)
             else:
-                self._start(tool, call.call_id, call.payload)
+                self._start(tool, call)
         else:
-            self._queued.append((tool, call.call_id, call.payload))
+            self._queued.append((tool, call))
         return None
 
     def finished(self) -> None:
@@ -129,23 +132,23 @@ class CallRunner:
         """
         ready = self._ready
         while ready:
-            tool, call_id, payload = ready.popleft()
+            tool, call = ready.popleft()
             if tool.is_async:
                 assert self._loop is not None
-                self._loop.submit(self._run_async(tool, call_id, payload))
+                self._loop.submit(self._run_async(tool, call))
             elif tool.runs_inline():
-                self._run_inline(tool, call_id, payload)
+                self._run_inline(tool, call)
             else:
                 assert self._threads is not None
-                self._threads.submit(functools.partial(self._run_sync, tool, call_id, payload))
+                self._threads.submit(functools.partial(self._run_sync, tool, call))
 
-    def _run_inline(self, tool: Tool, call_id: int, payload: bytes) -> None:
+    def _run_inline(self, tool: Tool, call: Call) -> None:
         guard = self._guard
         if guard is None:
-            self._run_sync(tool, call_id, payload)
+            self._run_sync(tool, call)
             return
         run = guard.begin(tool.name)
-        self._run_sync(tool, call_id, payload)  # posts its own Result
+        self._run_sync(tool, call)  # posts its own Result
         if guard.end(run):
             tool.fast_runs = 0
             tool.inline_after = min(tool.inline_after * TAKEOVER_PENALTY, MAX_INLINE_AFTER)
@@ -156,29 +159,31 @@ class CallRunner:
                 )
             raise Deposed
 
-    def _start(self, tool: Tool, call_id: int, payload: bytes) -> None:
+    def _start(self, tool: Tool, call: Call) -> None:
         self._running += 1
-        self._ready.append((tool, call_id, payload))
+        self._ready.append((tool, call))
 
-    def _run_sync(self, tool: Tool, call_id: int, payload: bytes) -> None:
+    def _run_sync(self, tool: Tool, call: Call) -> None:
         started = time.perf_counter()
         try:
-            value = tool.fn(**tool.arguments(payload))
-            frames = success_frames(call_id, tool.name, value, self._max_bytes)
+            with self._tracing.span(tool.name, call.traceparent):
+                value = tool.fn(**tool.arguments(call.payload))
+            frames = success_frames(call.call_id, tool.name, value, self._max_bytes)
         except BaseException as exc:
             # BaseException too: a handler calling sys.exit() must still
             # answer its call, and must not kill the worker thread.
-            frames = failure_frames(call_id, exc)
+            frames = failure_frames(call.call_id, exc)
         if time.perf_counter() - started < FAST_S:
             tool.fast_runs += 1
         else:
             tool.fast_runs = 0
         self._mailbox.post_result(frames)
 
-    async def _run_async(self, tool: Tool, call_id: int, payload: bytes) -> None:
+    async def _run_async(self, tool: Tool, call: Call) -> None:
         try:
-            value = await tool.fn(**tool.arguments(payload))
-            frames = success_frames(call_id, tool.name, value, self._max_bytes)
+            with self._tracing.span(tool.name, call.traceparent):
+                value = await tool.fn(**tool.arguments(call.payload))
+            frames = success_frames(call.call_id, tool.name, value, self._max_bytes)
         except BaseException as exc:  # CancelledError included: still answer
-            frames = failure_frames(call_id, exc)
+            frames = failure_frames(call.call_id, exc)
         self._mailbox.post_result(frames)

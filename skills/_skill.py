@@ -28,6 +28,7 @@ from ._log import log
 from ._mailbox import Mailbox
 from ._runtime import ExitCode, Runtime
 from ._tool import Tool
+from ._trace import CallTracing
 
 F = TypeVar("F", bound=Callable[..., Any])
 H = TypeVar("H", bound=HealthHook)
@@ -196,6 +197,7 @@ class Skill:
                 threads=threads,
                 loop=loop,
                 guard=guard,
+                tracing=CallTracing(self.name, self.version, env.instance),
             ),
             health=HealthRunner(hook, mailbox=mailbox, threads=health_thread, loop=loop),
             mailbox=mailbox,

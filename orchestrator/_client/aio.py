@@ -37,6 +37,7 @@ from .common import (
     Target,
 )
 from .link import REMOTE_DOWN_S, Link
+from .waiting import Pending
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -44,33 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient", "AsyncEventStream"]
 
 _log = logging.getLogger(__name__)
-
-
-class _Pending:
-    """A request in flight: its future, and the timer that watches its wait."""
-
-    __slots__ = ("deadline", "future", "next_check", "on_progress", "req_id", "timer", "what")
-
-    def __init__(
-        self,
-        req_id: int,
-        future: asyncio.Future[Message],
-        on_progress: ProgressCallback | None,
-        deadline: float | None,
-        what: str,
-        now: float,
-    ) -> None:
-        self.req_id = req_id
-        self.future = future
-        self.on_progress = on_progress
-        self.deadline = deadline
-        self.what = what
-        self.next_check = now + LIVENESS_EVERY_S
-        self.timer: asyncio.TimerHandle | None = None
-
-    def until(self) -> float:
-        """When the watch must look next: the deadline or the next liveness check."""
-        return self.next_check if self.deadline is None else min(self.deadline, self.next_check)
 
 
 class AsyncClient:
@@ -89,7 +63,7 @@ class AsyncClient:
         self._timeout = common.check_timeout(timeout)
         self._target = Target.resolve(target, max_message_bytes, server_key, client_key)
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Pending] = {}
         self._reader: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -124,8 +98,10 @@ class AsyncClient:
         args: Mapping[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        key: str | None = None,
+        traceparent: str | None = None,
     ) -> Any:
-        return common.call_value(await self._call(skill, tool, args, timeout))
+        return common.call_value(await self._call(skill, tool, args, timeout, key, traceparent))
 
     async def call_detailed(
         self,
@@ -134,17 +110,27 @@ class AsyncClient:
         args: Mapping[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        key: str | None = None,
+        traceparent: str | None = None,
     ) -> CallResult:
         started = time.perf_counter()
-        reply = await self._call(skill, tool, args, timeout)
+        reply = await self._call(skill, tool, args, timeout, key, traceparent)
         return common.call_result(reply, time.perf_counter() - started)
 
     async def _call(
-        self, skill: str, tool: str, args: Mapping[str, Any] | None, timeout: float | None
+        self,
+        skill: str,
+        tool: str,
+        args: Mapping[str, Any] | None,
+        timeout: float | None,
+        key: str | None,
+        traceparent: str | None,
     ) -> Message:
         timeout_s = self._timeout if timeout is None else timeout
         req_id = next(self._ids)
-        frames = common.call_frames(req_id, skill, tool, args, timeout_s, self._target.max_bytes)
+        frames = common.call_frames(
+            req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent
+        )
         wait_s = timeout_s + CALL_REPLY_MARGIN_S  # the daemon itself answers by timeout_s
         return await self._roundtrip(req_id, frames, wait_s, f"call {skill}.{tool}", None)
 
@@ -268,7 +254,7 @@ class AsyncClient:
         self._ensure_reader(loop)
         now = loop.time()
         deadline = None if wait_s is None else now + wait_s
-        pending = _Pending(req_id, loop.create_future(), on_progress, deadline, what, now)
+        pending = Pending(req_id, loop.create_future(), on_progress, deadline, what, now)
         self._pending[req_id] = pending
         try:
             try:
@@ -293,7 +279,7 @@ class AsyncClient:
             if pending.timer is not None:
                 pending.timer.cancel()
 
-    def _watch(self, pending: _Pending) -> None:
+    def _watch(self, pending: Pending) -> None:
         """At the end of a wait's slice: fail it at its deadline, or when the
         daemon is gone (checked every few seconds); else look again later."""
         if pending.future.done():

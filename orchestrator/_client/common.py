@@ -37,6 +37,7 @@ from ipc import (
 
 from .._curve import CurveClient
 from .._rundir import RunDir
+from .keyed import canonical, check_key, check_traceparent
 from .link import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
 
 if TYPE_CHECKING:
@@ -229,9 +230,13 @@ def call_frames(
     args: Mapping[str, Any] | None,
     timeout_s: float,
     max_bytes: int,
+    key: str | None = None,
+    traceparent: str | None = None,
 ) -> Frames:
     """Frames of a CallRequest; the arguments are encoded here, once.
-    ``timeout_s`` must be positive and finite (InvalidArguments otherwise)."""
+    ``timeout_s`` must be positive and finite (InvalidArguments otherwise).
+    ``key`` and ``traceparent`` are checked by :mod:`.keyed` (InvalidArguments);
+    a traceparent of None is the current OpenTelemetry span's, if any."""
     if type(args) is not dict:
         if args is None:
             args = {}
@@ -245,8 +250,12 @@ def call_frames(
             )
     if type(timeout_s) is not float or not 0.0 < timeout_s < math.inf:  # NaN fails this too
         timeout_s = check_timeout(timeout_s)  # the error, or an int or str made a float
+    if key is not None:
+        key = check_key(key)
+        args = canonical(args)  # same arguments, same bytes, same digest
+    traceparent = check_traceparent(traceparent)
     payload = ipc.encode_payload(args)
-    msg = CallRequest(req_id, skill, tool, timeout_s, payload=payload)
+    msg = CallRequest(req_id, skill, tool, timeout_s, key, traceparent, payload=payload)
     return _check_size(ipc.encode(msg), max_bytes)
 
 

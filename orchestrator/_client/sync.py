@@ -79,9 +79,20 @@ class Client:
         args: Mapping[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        key: str | None = None,
+        traceparent: str | None = None,
     ) -> Any:
-        """Run ``skill.tool(**args)`` and return its result."""
-        return common.call_value(self._call(skill, tool, args, timeout))
+        """Run ``skill.tool(**args)`` and return its result.
+
+        ``key``: an idempotency key. The daemon runs the tool at most once
+        per (skill, key): the same call again gets the first one's result
+        (or remote error) without running; while the first still runs, it
+        waits for it; if the first's outcome is unknown (its process died
+        mid-call), OutcomeUnknown, for ever. The same key with other
+        arguments raises KeyConflict. ``traceparent``: a W3C trace context
+        for the skill's span; None takes the current OpenTelemetry span's,
+        if the caller uses OpenTelemetry."""
+        return common.call_value(self._call(skill, tool, args, timeout, key, traceparent))
 
     def call_detailed(
         self,
@@ -90,18 +101,28 @@ class Client:
         args: Mapping[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        key: str | None = None,
+        traceparent: str | None = None,
     ) -> CallResult:
         """Like :meth:`call`, with the version that served it and the round trip time."""
         started = time.perf_counter()
-        reply = self._call(skill, tool, args, timeout)
+        reply = self._call(skill, tool, args, timeout, key, traceparent)
         return common.call_result(reply, time.perf_counter() - started)
 
     def _call(
-        self, skill: str, tool: str, args: Mapping[str, Any] | None, timeout: float | None
+        self,
+        skill: str,
+        tool: str,
+        args: Mapping[str, Any] | None,
+        timeout: float | None,
+        key: str | None,
+        traceparent: str | None,
     ) -> Message:
         timeout_s = self._timeout if timeout is None else timeout
         req_id = next(self._ids)
-        frames = common.call_frames(req_id, skill, tool, args, timeout_s, self._target.max_bytes)
+        frames = common.call_frames(
+            req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent
+        )
         # The daemon answers by timeout_s itself; the margin is for the trip back.
         wait_s = timeout_s + CALL_REPLY_MARGIN_S
         return self._conn.roundtrip(req_id, frames, wait_s, f"call {skill}.{tool}", None)

@@ -1,6 +1,7 @@
 """What the threads sharing one :class:`~.connection.Connection` hand each
 other: a :class:`Waiter` per request in flight (how its thread hears about
-it) and the :class:`Wakeup` a follower sets to wake the reader.
+it) and the :class:`Wakeup` a follower sets to wake the reader; and the
+asyncio client's :class:`Pending`, its request in flight.
 
 Both are touched under the connection's lock, on the hot path of every
 call: plain slots and no locks of their own.
@@ -14,9 +15,14 @@ import sys
 import threading
 import weakref
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipc import Message, ZskillError
+
+from .common import LIVENESS_EVERY_S, ProgressCallback
+
+if TYPE_CHECKING:  # the threaded client never loads asyncio
+    import asyncio
 
 
 class Waiter:
@@ -74,3 +80,31 @@ class Wakeup:
 def _close_fds(fds: set[int]) -> None:
     for fd in fds:
         os.close(fd)
+
+
+class Pending:
+    """For :class:`~.aio.AsyncClient`: a request in flight, its future, and
+    the timer that watches its wait."""
+
+    __slots__ = ("deadline", "future", "next_check", "on_progress", "req_id", "timer", "what")
+
+    def __init__(
+        self,
+        req_id: int,
+        future: asyncio.Future[Message],
+        on_progress: ProgressCallback | None,
+        deadline: float | None,
+        what: str,
+        now: float,
+    ) -> None:
+        self.req_id = req_id
+        self.future = future
+        self.on_progress = on_progress
+        self.deadline = deadline
+        self.what = what
+        self.next_check = now + LIVENESS_EVERY_S
+        self.timer: asyncio.TimerHandle | None = None
+
+    def until(self) -> float:
+        """When the watch must look next: the deadline or the next liveness check."""
+        return self.next_check if self.deadline is None else min(self.deadline, self.next_check)

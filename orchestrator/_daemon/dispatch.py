@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ipc import (
+    MAX_TRACEPARENT_CHARS,
     Bye,
     CallReply,
     CallRequest,
@@ -29,6 +30,7 @@ from ipc import (
     HealthReply,
     Heartbeat,
     Hello,
+    InvalidArguments,
     Message,
     MessageTooLarge,
     Progress,
@@ -130,14 +132,31 @@ class Dispatcher:
         timeout = msg.timeout_s
         if not timeout > 0:
             timeout = self.call_timeout_s
+        timeout = min(timeout, MAX_TIMEOUT_S)
+        if msg.key is not None:
+            keys = self.router.keys
+            if keys is None:
+                err3 = InvalidArguments("this daemon keeps no idempotency keys", skill=msg.skill)
+                self._reply_call(ident, msg.req_id, err3.to_wire())
+            else:
+                keys.call(ident, msg, timeout, self.clock())
+            return
+        if msg.traceparent is not None and len(msg.traceparent) > MAX_TRACEPARENT_CHARS:
+            err4 = InvalidArguments(
+                f"a traceparent must be at most {MAX_TRACEPARENT_CHARS} characters",
+                skill=msg.skill,
+            )
+            self._reply_call(ident, msg.req_id, err4.to_wire())
+            return
         self.router.accept(
             ident,
             msg.req_id,
             msg.skill,
             msg.tool,
             msg.payload,
-            min(timeout, MAX_TIMEOUT_S),
+            timeout,
             self.clock(),
+            traceparent=msg.traceparent,
         )
 
     def _too_large_to_forward(self, ident: bytes, msg: CallRequest) -> bool:
@@ -147,9 +166,10 @@ class Dispatcher:
         CallRequest, and a skill that drops a Call it cannot decode would
         leave its slot taken."""
         room = self.max_bytes - len(msg.payload)
-        if room >= 4 * len(msg.tool) + CALL_HEADER_BYTES:  # the usual case: no encoding
+        extra = len(msg.key or "") + len(msg.traceparent or "")
+        if room >= 4 * (len(msg.tool) + extra) + CALL_HEADER_BYTES:  # usually: no encoding
             return False
-        size = call_bytes(msg.tool, len(msg.payload))
+        size = call_bytes(msg.tool, len(msg.payload), msg.key, msg.traceparent)
         if size <= self.max_bytes:
             return False
         err = MessageTooLarge(

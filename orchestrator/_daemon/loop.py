@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from ipc import Call, CallReply, DaemonRunning, Event, WireError, more_waiting, recv_frames
+from ipc import CallReply, DaemonRunning, Event, WireError, more_waiting, recv_frames
 
 from .._config import Config
 from .._rundir import RunDir
@@ -38,6 +38,7 @@ from .control import ControlServer
 from .dispatch import Dispatcher
 from .events import EventLog
 from .jobs import ThreadJobs
+from .keyed import KeyedCalls
 from .lifecycle import Lifecycle
 from .memory import MemoryGuard
 from .process import Processes
@@ -98,6 +99,7 @@ class Daemon:
         )
         # Copies and hashes of skill code run off this thread (see .jobs).
         self.jobs = ThreadJobs(self._watch_fd)
+        self.keyed = KeyedCalls.open(self.layout, self.jobs, self.router, self.sockets, config)
         self.life = Lifecycle(
             config, self.router, self.events, self.releases, self.clock, io, self.jobs
         )
@@ -312,7 +314,7 @@ class Daemon:
             rt.stats.record(now, version or rt.last_version, now - call.accepted_at, failed)
 
     def _send_call(self, inst: Instance, call: PendingCall, timeout_s: float) -> None:
-        msg = Call(call.call_id, call.tool, timeout_s, call.payload)
+        msg = call.message(timeout_s)
         if not self.sockets.send_worker(inst.rid, msg):
             # Not connected (it just died): the exit will settle this call.
             log.warning("call %d could not be sent to %s", call.call_id, inst.id)
@@ -364,6 +366,7 @@ class Daemon:
         for rt in self.sup.skills.values():
             self.router.close(rt.name, "the daemon stopped")
             rt.log.close()
+        self.keyed.close("the daemon stopped")
         self.jobs.close()  # a release still being copied is no longer wanted
         self.watch.close()
         # 3b. Sockets: their files first, so no client connects to a dead one.

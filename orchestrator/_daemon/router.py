@@ -20,7 +20,11 @@ Life of a call::
                                                           OutcomeUnknown
 
 ``Call.answered`` makes the answer happen once: every later event about an
-answered call (a late result, its deadline) is dropped.
+answered call (a late result, its deadline) is dropped -- but for a call
+with an idempotency key, whose late Result or lost process still settles
+its key. The router tells ``keys`` (:mod:`.keyed`) when a keyed call goes
+to a skill process and every outcome it learns of, answered or late, and
+leaves the deadlines of the calls that wait for another with its key to it.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipc import (
+    Call,
     CallTimeout,
     OutcomeUnknown,
     SkillOverloaded,
@@ -42,6 +47,9 @@ from ipc import (
     ToolSpec,
     WireError,
 )
+
+if TYPE_CHECKING:
+    from .keyed import KeyedCalls
 
 
 class InstanceState(Enum):
@@ -88,6 +96,15 @@ class PendingCall:
     answered: bool = False
     instance: Instance | None = None
     queued: bool = False  # counted in its queue's ``waiting``
+    key: str | None = None  # idempotency key (see .keyed)
+    traceparent: str | None = None  # forwarded to the skill
+    by_skill: bool = False  # its outcome is the skill's Result, not the daemon's error
+
+    def message(self, timeout_s: float) -> Call:
+        """The Call that runs it on a skill process."""
+        return Call(
+            self.call_id, self.tool, timeout_s, self.key, self.traceparent, payload=self.payload
+        )
 
 
 COMPACT_ABOVE = 1024
@@ -141,6 +158,7 @@ class Router:
         # answered ones (see next_deadline).
         self._deadlines: list[tuple[float, int, PendingCall]] = []
         self._open = 0  # calls in _deadlines not answered yet
+        self.keys: KeyedCalls | None = None  # idempotency keys (it sets itself)
 
     # --- skills ----------------------------------------------------------------
 
@@ -190,11 +208,15 @@ class Router:
         payload: bytes,
         timeout_s: float,
         now: float,
+        *,
+        key: str | None = None,
+        traceparent: str | None = None,
     ) -> PendingCall:
         """Take a call in; the caller already checked that the skill exists."""
         call = PendingCall(
             next(self._ids), client, req_id, skill, tool, payload, now + timeout_s, now
         )
+        call.key, call.traceparent = key, traceparent
         q = self.queue(skill)
         if q.max_queued is not None and q.waiting >= q.max_queued and q.accepting:
             # Refused before it is tracked: a flood costs no memory here.
@@ -208,7 +230,7 @@ class Router:
                 tool=tool,
                 max_queued=q.max_queued,
             )
-            self._answer(call, err.to_wire(), b"", "")
+            self._reply(call, err.to_wire(), b"", "")
             return call
         heapq.heappush(self._deadlines, (call.deadline, call.call_id, call))
         self._open += 1
@@ -248,6 +270,8 @@ class Router:
                 continue
             call.instance = inst
             inst.in_flight[call.call_id] = call
+            if call.key is not None and self.keys is not None:
+                self.keys.sent(call)
             self._send_call(inst, call, call.deadline - now)
 
     def result(
@@ -258,10 +282,13 @@ class Router:
         if call is None:
             return None  # unknown or already settled when the instance was lost
         call.instance = None
+        call.by_skill = True
         if not call.answered:
             call.answered = True
             self._open -= 1
-            self._answer(call, error, payload, inst.version)
+            self._reply(call, error, payload, inst.version)
+        elif call.key is not None and self.keys is not None:
+            self.keys.settled(call, error, payload, inst.version)  # late: after a timeout
         self.dispatch(inst.skill, now)
         return call
 
@@ -289,6 +316,8 @@ class Router:
                 ),
             )
             n += 1
+        if self.keys is not None:
+            self.keys.expire(now)
         return n
 
     def next_deadline(self) -> float | None:
@@ -299,7 +328,9 @@ class Router:
             # Linear, once per (3/4 of the heap) answers: constant per call.
             heap = self._deadlines = [e for e in heap if not e[2].answered]
             heapq.heapify(heap)
-        return heap[0][0] if heap else None
+        first = heap[0][0] if heap else None
+        keyed = self.keys.next_deadline() if self.keys is not None else None
+        return first if keyed is None else keyed if first is None else min(first, keyed)
 
     @property
     def tracked(self) -> int:
@@ -316,26 +347,26 @@ class Router:
         inst.in_flight.clear()
         for call in calls:
             call.instance = None
+            unknown = OutcomeUnknown(
+                f"call {call.call_id} to {call.skill}.{call.tool} was running on "
+                f"{inst.id} (version {inst.version}) when {reason}; it may or may not "
+                "have taken effect, and it was not retried because the tool is not "
+                "declared idempotent",
+                call_id=call.call_id,
+                skill=call.skill,
+                tool=call.tool,
+                instance=inst.id,
+            )
             if call.answered:
+                if call.key is not None and self.keys is not None:
+                    self.keys.settled(call, unknown.to_wire(), b"", inst.version)
                 continue
             spec = inst.tools.get(call.tool)
             if spec is not None and spec.idempotent and call.deadline > now and q.accepting:
                 q.push(call, front=True)  # oldest first once all are pushed
                 retried += 1
                 continue
-            self.fail(
-                call,
-                OutcomeUnknown(
-                    f"call {call.call_id} to {call.skill}.{call.tool} was running on "
-                    f"{inst.id} (version {inst.version}) when {reason}; it may or may not "
-                    "have taken effect, and it was not retried because the tool is not "
-                    "declared idempotent",
-                    call_id=call.call_id,
-                    skill=call.skill,
-                    tool=call.tool,
-                    instance=inst.id,
-                ),
-            )
+            self.fail(call, unknown)
             failed += 1
         self.dispatch(inst.skill, now)
         return retried, failed
@@ -347,7 +378,12 @@ class Router:
             self.queues[call.skill].unqueue(call)
         call.answered = True
         self._open -= 1
-        self._answer(call, exc.to_wire(), b"", "")
+        self._reply(call, exc.to_wire(), b"", "")
+
+    def _reply(self, call: PendingCall, error: WireError | None, payload: bytes, v: str) -> None:
+        self._answer(call, error, payload, v)
+        if call.key is not None and self.keys is not None:
+            self.keys.settled(call, error, payload, v)
 
     # --- views -----------------------------------------------------------------
 

@@ -45,7 +45,7 @@ def test_a_call_reaches_the_router_and_its_result_the_client(w: Wired) -> None:
     proc = h.newest()
     w.d.on_worker([proc.inst.rid, *encode(hello_msg(h.procs, proc))])
     assert h.rt.active() == [proc]  # the hello went through the Lifecycle
-    w.d.on_control([b"client", *encode(CallRequest(9, "echo", "say", 0.0, b"\x80"))])
+    w.d.on_control([b"client", *encode(CallRequest(9, "echo", "say", 0.0, payload=b"\x80"))])
     ((inst_id, call_id),) = h.io_answers.sent
     assert inst_id == proc.id
     w.d.on_worker([proc.inst.rid, *encode(Result(call_id, None, b"\xa2ok"))])
@@ -54,9 +54,9 @@ def test_a_call_reaches_the_router_and_its_result_the_client(w: Wired) -> None:
 
 
 def test_unknown_skill_and_shutdown_are_answered_at_once(w: Wired) -> None:
-    w.d.on_control([b"c", *encode(CallRequest(1, "mail", "x", 1.0, b""))])
+    w.d.on_control([b"c", *encode(CallRequest(1, "mail", "x", 1.0, payload=b""))])
     w.d.begin_shutdown()
-    w.d.on_control([b"c", *encode(CallRequest(2, "echo", "say", 1.0, b""))])
+    w.d.on_control([b"c", *encode(CallRequest(2, "echo", "say", 1.0, payload=b""))])
     replies = [m for _, m in w.to_clients]
     assert all(isinstance(m, CallReply) for m in replies)
     assert [(m.req_id, m.error.type) for m in replies] == [  # type: ignore[attr-defined]

@@ -59,9 +59,9 @@ def test_call_bytes_bounds_every_call_the_daemon_can_send(tool: str, payload_siz
     bound = ipc.call_bytes(tool, payload_size)
     for call_id in (0, 1, 200, 70_000, 2**33, 2**64 - 1):
         for timeout_s in (0.0, 1.5, 7 * 24 * 3600.0):
-            frames = ipc.encode(Call(call_id, tool, timeout_s, b"a" * payload_size))
+            frames = ipc.encode(Call(call_id, tool, timeout_s, payload=b"a" * payload_size))
             assert sum(map(len, frames)) <= bound
-    widest = ipc.encode(Call(2**64 - 1, tool, 1.5, b"a" * payload_size))
+    widest = ipc.encode(Call(2**64 - 1, tool, 1.5, payload=b"a" * payload_size))
     assert sum(map(len, widest)) == bound
 
 

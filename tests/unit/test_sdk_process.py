@@ -89,7 +89,7 @@ class FakeDaemon:
         self.sock.send_multipart([self.peer, *ipc.encode(msg)])
 
     def call(self, call_id: int, tool: str, **arguments: Any) -> Result:
-        self.send(Call(call_id, tool, 10.0, ipc.encode_payload(arguments)))
+        self.send(Call(call_id, tool, 10.0, payload=ipc.encode_payload(arguments)))
         msg = self.recv()
         assert isinstance(msg, Result) and msg.call_id == call_id, msg
         return msg
@@ -172,7 +172,7 @@ def test_sigterm_drains_a_call_in_flight(daemon: FakeDaemon) -> None:
     daemon.spawn("slow", SLOW_VERSION="1.0.0", **{ipc.ENV_SKILL: "slow"})
     assert daemon.proc is not None
     handshake(daemon)
-    daemon.send(Call(1, "sleep", 10.0, ipc.encode_payload({"seconds": 0.5})))
+    daemon.send(Call(1, "sleep", 10.0, payload=ipc.encode_payload({"seconds": 0.5})))
     # The call is running once a heartbeat reports it in flight.
     while daemon.recv(skip_heartbeats=False) != Heartbeat(1):
         pass
@@ -181,7 +181,7 @@ def test_sigterm_drains_a_call_in_flight(daemon: FakeDaemon) -> None:
     deadline = time.monotonic() + WAIT_S
     call_id = 2
     while True:
-        daemon.send(Call(call_id, "sleep", 10.0, ipc.encode_payload({"seconds": 0})))
+        daemon.send(Call(call_id, "sleep", 10.0, payload=ipc.encode_payload({"seconds": 0})))
         answer = daemon.recv()
         assert isinstance(answer, Result) and answer.call_id == call_id, answer
         if answer.error is not None:
@@ -237,8 +237,8 @@ def test_a_handler_blocking_the_io_thread_is_taken_over(daemon: FakeDaemon) -> N
     # heartbeats go on while it sleeps. Twice: the second stall blocks the
     # thread that took over the first time.
     for stall_id, quick_id in ((1, 2), (3, 4)):
-        daemon.send(Call(stall_id, "stall", 10.0, ipc.encode_payload({"seconds": 0.5})))
-        daemon.send(Call(quick_id, "sleep", 10.0, ipc.encode_payload({"seconds": 0})))
+        daemon.send(Call(stall_id, "stall", 10.0, payload=ipc.encode_payload({"seconds": 0.5})))
+        daemon.send(Call(quick_id, "sleep", 10.0, payload=ipc.encode_payload({"seconds": 0})))
         order, beats = _answers_in_order(daemon, {stall_id, quick_id})
         assert order == [quick_id, stall_id]
         assert beats >= 3, f"{beats} heartbeats while the I/O thread was blocked"
@@ -266,7 +266,7 @@ def test_a_skill_ends_when_the_daemon_is_gone_though_a_handler_blocks(
 ) -> None:
     daemon.spawn("slow", **{ipc.ENV_SKILL: "slow"})
     handshake(daemon, heartbeat_s=0.1, liveness_s=0.6)
-    daemon.send(Call(1, "stall", 10.0, ipc.encode_payload({"seconds": 600})))
+    daemon.send(Call(1, "stall", 10.0, payload=ipc.encode_payload({"seconds": 600})))
     started = time.monotonic()
     # We go silent. The thread that took the I/O over gives up on the daemon
     # and, the main thread being stuck in `stall`, ends the process itself.
@@ -281,12 +281,14 @@ def test_a_call_the_skill_cannot_read_is_answered(daemon: FakeDaemon) -> None:
     limit = 64 * 1024
     daemon.spawn("echo", **{ipc.ENV_MAX_MESSAGE_BYTES: str(limit)})
     handshake(daemon)
-    too_large = ipc.encode(Call(1, "say", 10.0, ipc.encode_payload({"text": "x" * limit})))
+    too_large = ipc.encode(Call(1, "say", 10.0, payload=ipc.encode_payload({"text": "x" * limit})))
     daemon.sock.send_multipart([daemon.peer, *too_large])
     answer = daemon.recv()
     assert isinstance(answer, Result) and answer.call_id == 1, answer
     assert answer.error is not None and answer.error.type == "MessageTooLarge"
-    header, payload = ipc.encode(Call(2, "say", 10.0, ipc.encode_payload({"text": "y" * 40_000})))
+    header, payload = ipc.encode(
+        Call(2, "say", 10.0, payload=ipc.encode_payload({"text": "y" * 40_000}))
+    )
     daemon.sock.send_multipart([daemon.peer, header, payload, b"extra", b"more"])
     answer = daemon.recv()
     assert isinstance(answer, Result) and answer.call_id == 2, answer

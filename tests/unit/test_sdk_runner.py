@@ -70,7 +70,7 @@ def make_runner(
 
 
 def call(call_id: int, tool: str, **arguments: Any) -> Call:
-    return Call(call_id, tool, 10.0, ipc.encode_payload(arguments))
+    return Call(call_id, tool, 10.0, payload=ipc.encode_payload(arguments))
 
 
 def test_sync_and_async_calls_answer(mailbox: Mailbox, loop: AsyncWorker) -> None:

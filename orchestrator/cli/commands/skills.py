@@ -103,15 +103,26 @@ def call(
     show_version: Annotated[
         bool, typer.Option("--show-version", help="Also print (to stderr) who served the call.")
     ] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="KEY",
+            help="Idempotency key: the tool runs at most once per key; "
+            "a retry gets the first call's outcome.",
+        ),
+    ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Call a tool and print its result (text as is, anything else as JSON)."""
     from ..format import human_elapsed, to_json
 
     arguments = _parse_args(args)
+    if key is not None and not key:
+        raise UsageError("--key: an idempotency key cannot be empty")
     cfg = load(config)
     with connect(cfg) as client:
-        result = client.call_detailed(skill, tool, arguments, timeout=timeout)
+        result = client.call_detailed(skill, tool, arguments, timeout=timeout, key=key)
     value = result.value
     typer.echo(value if isinstance(value, str) else to_json(value, indent=2))
     if show_version:

@@ -1,0 +1,241 @@
+"""Idempotency keys against real daemons and skill processes: a keyed call
+runs once however often it is sent, a duplicate waits for the first, an
+unknown outcome stays unknown, and the keys outlive the daemon (a graceful
+down/up and a SIGKILL). The test skill counts its side effects in a file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import Daemon, short_dir, wait_for
+
+from orchestrator import KeyConflict, OutcomeUnknown, RemoteError
+
+COUNTER = '''
+import os
+import time
+from pathlib import Path
+
+from skills import Skill
+
+skill = Skill("counter", version="1.0.0")
+EFFECTS = Path(os.environ["EFFECTS"])
+
+
+def effect(item: str) -> int:
+    with EFFECTS.open("a") as f:
+        f.write(item + "\\n")
+    return len(EFFECTS.read_text().splitlines())
+
+
+@skill.tool()
+def bump(item: str, sleep_s: float = 0.0) -> dict:
+    """Record a side effect, then take sleep_s seconds."""
+    n = effect(item)
+    time.sleep(sleep_s)
+    return {"item": item, "effects": n}
+
+
+@skill.tool()
+def bump_then_fail(item: str) -> None:
+    """Record a side effect, then raise."""
+    effect(item)
+    raise ValueError(f"failed after {item}")
+
+
+if __name__ == "__main__":
+    skill.run()
+'''
+
+
+class Counter:
+    """A daemon serving the counter skill from ``root``; keeps its run dir."""
+
+    def __init__(self, root: Path, **daemon: Any) -> None:
+        src = root / "counter"
+        src.mkdir(exist_ok=True)
+        (src / "main.py").write_text(COUNTER)
+        self.effects = root / "effects.txt"
+        self.effects.touch()
+        table = {
+            "path": str(src),
+            "command": ["python", "main.py"],
+            "env": {"EFFECTS": str(self.effects)},
+            "concurrency": 4,
+            "grace_s": 5,
+            "backoff_s": 0.1,
+        }
+        self.daemon = Daemon(root, {"counter": table}, daemon)
+
+    def lines(self) -> list[str]:
+        return self.effects.read_text().splitlines()
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    path = short_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def counter(root: Path) -> Iterator[Counter]:
+    c = Counter(root)
+    c.daemon.start()
+    c.daemon.wait_running("counter")
+    yield c
+    c.daemon.stop()
+
+
+def test_a_keyed_call_sent_three_times_runs_once(counter: Counter) -> None:
+    client = counter.daemon.client()
+    answers = [client.call("counter", "bump", {"item": "a"}, key="k-a") for _ in range(3)]
+    assert answers == [{"item": "a", "effects": 1}] * 3
+    assert counter.lines() == ["a"]
+    # Without a key, the same call runs every time; another key runs anew.
+    client.call("counter", "bump", {"item": "a"})
+    client.call("counter", "bump", {"item": "a"}, key="k-other")
+    assert counter.lines() == ["a", "a", "a"]
+    # A remote error is recorded too: the retry gets it without running.
+    for _ in range(2):
+        with pytest.raises(RemoteError, match="failed after f"):
+            client.call("counter", "bump_then_fail", {"item": "f"}, key="k-f")
+    assert counter.lines().count("f") == 1
+
+
+def test_concurrent_duplicates_run_once_and_get_the_same_answer(counter: Counter) -> None:
+    client = counter.daemon.client()
+    results: list[Any] = []
+
+    def send() -> None:
+        results.append(
+            client.call_detailed("counter", "bump", {"item": "c", "sleep_s": 1.0}, key="k-c")
+        )
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    threads[0].start()
+    wait_for(lambda: counter.lines() == ["c"], 10, what="the first call to run")
+    threads[1].start()  # while the first one still runs
+    for t in threads:
+        t.join(20)
+    assert len(results) == 2
+    assert results[0].value == results[1].value == {"item": "c", "effects": 1}
+    assert results[0].version == results[1].version == "1.0.0"
+    assert counter.lines() == ["c"]
+
+
+def test_a_process_killed_mid_call_leaves_the_key_unknown_for_good(counter: Counter) -> None:
+    client = counter.daemon.client()
+    pid = counter.daemon.wait_running("counter")["counter"]["pid"]
+    outcome: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            client.call("counter", "bump", {"item": "u", "sleep_s": 30.0}, key="k-u")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=send)
+    t.start()
+    wait_for(lambda: counter.lines() == ["u"], 10, what="the call to start")
+    os.kill(pid, signal.SIGKILL)
+    t.join(20)
+    assert len(outcome) == 1 and isinstance(outcome[0], OutcomeUnknown), outcome
+    # The skill is back; the retry is answered without running the tool.
+    wait_for(
+        lambda: counter.daemon.status("counter")["pid"] not in (None, pid),
+        20,
+        what="a new process",
+    )
+    counter.daemon.wait_running("counter")
+    with pytest.raises(OutcomeUnknown, match="k-u"):
+        client.call("counter", "bump", {"item": "u", "sleep_s": 30.0}, key="k-u")
+    assert counter.lines() == ["u"]
+
+
+def test_the_same_key_with_other_arguments_is_refused(counter: Counter) -> None:
+    client = counter.daemon.client()
+    client.call("counter", "bump", {"item": "x"}, key="k-x")
+    with pytest.raises(KeyConflict, match="other arguments"):
+        client.call("counter", "bump", {"item": "y"}, key="k-x")
+    with pytest.raises(KeyConflict, match="the tool 'bump'"):
+        client.call("counter", "bump_then_fail", {"item": "x"}, key="k-x")
+    # The order of the arguments is no difference.
+    a = client.call("counter", "bump", {"item": "o", "sleep_s": 0.0}, key="k-o")
+    b = client.call("counter", "bump", {"sleep_s": 0.0, "item": "o"}, key="k-o")
+    assert a == b
+    assert counter.lines() == ["x", "o"]
+
+
+def test_keys_survive_a_graceful_restart_and_a_sigkill_of_the_daemon(root: Path) -> None:
+    c = Counter(root)
+    d = c.daemon
+    try:
+        d.start()
+        d.wait_running("counter")
+        client = d.client()
+        first = client.call("counter", "bump", {"item": "g"}, key="k-g")
+        d.stop()  # SIGTERM: zskill down's graceful stop
+        d.start()
+        d.wait_running("counter")
+        client = d.client()
+        assert client.call("counter", "bump", {"item": "g"}, key="k-g") == first
+        assert client.call("counter", "bump", {"item": "h"}, key="k-h") == {
+            "item": "h",
+            "effects": 2,
+        }
+        assert d.proc is not None
+        d.known_pids |= d.skill_pids()
+        d.proc.kill()  # SIGKILL: no chance to write anything more
+        d.proc.wait(10)
+        wait_for(lambda: not d.skill_pids(), 20, what="the skill to notice")
+        d.proc = None
+        d.start()
+        d.wait_running("counter")
+        client = d.client()
+        assert client.call("counter", "bump", {"item": "g"}, key="k-g") == first
+        assert client.call("counter", "bump", {"item": "h"}, key="k-h")["effects"] == 2
+        assert c.lines() == ["g", "h"]
+    finally:
+        d.stop()
+
+
+def test_the_bound_evicts_the_oldest_keys(root: Path) -> None:
+    c = Counter(root, idempotency_max_keys=3)
+    d = c.daemon
+    try:
+        d.start()
+        d.wait_running("counter")
+        client = d.client()
+        for item in "abcd":
+            client.call("counter", "bump", {"item": item}, key=f"k-{item}")
+        # d, c, b are kept; a, the oldest, is gone: it runs again.
+        for item in "dcb":
+            client.call("counter", "bump", {"item": item}, key=f"k-{item}")
+        assert c.lines() == ["a", "b", "c", "d"]
+        client.call("counter", "bump", {"item": "a"}, key="k-a")
+        assert c.lines() == ["a", "b", "c", "d", "a"]
+    finally:
+        d.stop()
+
+
+def test_zskill_call_takes_a_key(counter: Counter) -> None:
+    argv = [sys.executable, "-m", "orchestrator", "call", "counter", "bump"]
+    argv += ["--json", '{"item": "cli"}', "--key", "k-cli", "--config", str(counter.daemon.config)]
+    outs = [subprocess.run(argv, capture_output=True, text=True, timeout=30) for _ in range(2)]
+    assert [o.returncode for o in outs] == [0, 0], outs
+    assert outs[0].stdout == outs[1].stdout
+    assert counter.lines() == ["cli"]
+    argv[argv.index('{"item": "cli"}')] = '{"item": "other"}'
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "KeyConflict" in out.stderr
