@@ -455,9 +455,15 @@ class FakeClient:
         return {"pid": 999_999_999, "run_dir": "/r", "config": "/c", "started_at": 0, "protocol": 1}
 
     def call_detailed(
-        self, skill: str, tool: str, args: Any = None, *, timeout: float | None = None
+        self,
+        skill: str,
+        tool: str,
+        args: Any = None,
+        *,
+        timeout: float | None = None,
+        key: str | None = None,
     ) -> CallResult:
-        self._do("call", (skill, tool, args, timeout))
+        self._do("call", (skill, tool, args, timeout) if key is None else (skill, tool, args, key))
         return CallResult(self.result, "1.1.0", 0.0123)
 
     def start(self, skill: str) -> dict[str, Any]:
@@ -583,6 +589,15 @@ def test_call_prints_text_as_is_and_the_rest_as_json(config: Path, fake: FakeCli
     result = run("call", "echo", "stats", "--show-version", "--config", str(config))
     assert json.loads(result.stdout) == {"n": [1, 2], "b": "/w=="}
     assert result.stderr == "echo 1.1.0 in 12 ms\n"
+
+
+def test_call_passes_its_idempotency_key(config: Path, fake: FakeClient) -> None:
+    result = run("call", "echo", "say", "--key", "k-1", "--config", str(config))
+    assert result.exit_code == EXIT_OK, result.output
+    assert fake.calls == [("call", ("echo", "say", {}, "k-1"))]
+    empty = run("call", "echo", "say", "--key", "", "--config", str(config))
+    assert empty.exit_code == EXIT_USAGE
+    assert "--key" in empty.stderr
 
 
 def test_call_errors_print_type_message_and_remote_traceback(
