@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ipc import ConfigError, ControlError, UpgradeInProgress
+from ipc import ConfigError, ControlError, UpgradeInProgress, ZskillError
 
 from .._config import Config, SkillConfig, load
 from .._config_diff import Action, Plan, plan
@@ -251,12 +251,15 @@ class Reloader:
             if err is None:
                 self._outcome(p, name, True, what, rt)
                 return
+            details = err.details if isinstance(err, ZskillError) else {}
+            why = str(details.get("reason") or err)
+            if details.get("step"):
+                why += f" (step {details['step']})"
             if undo is not None:
                 undo()
-                why = f"{err}; the old settings keep serving"
-            else:
-                why = str(err)
-            self._outcome(p, name, False, why, rt)
+                why += "; the old settings keep serving"
+            error = {"type": type(err).__name__, "message": str(err), "details": details}
+            self._outcome(p, name, False, f"not {what}", rt, why=why, error=error)
 
         return done
 
@@ -270,7 +273,17 @@ class Reloader:
         if p is not None and rt.name in p.waiting:
             self._outcome(p, rt.name, True, "drained and stopped; removed", None)
 
-    def _outcome(self, p: _Pass, name: str, ok: bool, detail: str, rt: SkillRuntime | None) -> None:
+    def _outcome(
+        self,
+        p: _Pass,
+        name: str,
+        ok: bool,
+        detail: str,
+        rt: SkillRuntime | None,
+        *,
+        why: str = "",
+        error: dict[str, Any] | None = None,
+    ) -> None:
         sp = p.plan.of(name)
         out: dict[str, Any] = {
             "skill": name,
@@ -279,6 +292,8 @@ class Reloader:
             "ok": ok,
             "detail": detail,
         }
+        if not ok:
+            out["why"], out["error"] = why, error
         if rt is not None:
             serving = rt.active()
             out["version"] = serving[0].inst.version if serving else rt.last_version

@@ -90,7 +90,9 @@ class _Watcher:
                 stop_event=self.stop,
                 raise_interrupt=False,
             ):
-                self._out(self, sorted({self._relative(p) for _, p in changes}))
+                paths = _lasting(changes)
+                if paths:  # nothing but a temporary file that came and went: no change
+                    self._out(self, sorted(self._relative(p) for p in paths))
         except Exception as exc:  # handed to the daemon's thread, never lost
             if not self.stop.is_set():
                 self._out(self, exc)
@@ -100,6 +102,14 @@ class _Watcher:
             return str(Path(p).relative_to(self.path))
         except ValueError:
             return p
+
+
+def _lasting(changes: set[tuple[Any, str]]) -> set[str]:
+    """The paths of a batch, less those created within it and gone by its
+    end (an editor's or sed's temporary file): they changed nothing. (On the
+    watcher's thread: the stat calls never hold up the daemon.)"""
+    added = {path for change, path in changes if change.name == "added"}
+    return {path for _, path in changes if path not in added or os.path.lexists(path)}
 
 
 class FileWatch:

@@ -171,13 +171,10 @@ def reload_line(outcome: Row) -> str:
     what = str(outcome.get("detail", ""))
     if keys:
         what += f" ({', '.join(str(k) for k in keys)})"
-    serving = []
-    if outcome.get("version"):
-        serving.append(f"version {outcome['version']}")
-    if outcome.get("pid") is not None:
-        serving.append(f"pid {outcome['pid']}")
-    if serving and action != "remove":
-        what += ": " + ", ".join(serving)
+    if outcome.get("why"):
+        what += f": {outcome['why']}"
+    if outcome.get("pid") is not None and action != "remove":  # what serves now
+        what += f": version {outcome.get('version') or '?'}, pid {outcome['pid']}"
     return f"  {mark} {outcome.get('skill', '?'):<12} {what}"
 
 

@@ -149,6 +149,15 @@ def test_an_invalid_config_is_refused_whole_and_nothing_changes(tmp: Path) -> No
         )
         assert pids(d) == before
         assert d.proc.poll() is None  # SIGHUP did not end the daemon
+        # A good file whose new settings cannot run: that restart rolls back,
+        # the old process and settings keep serving, and the reload exits 1.
+        write_config(d.config, {**good, "echo": example("echo", command=["python", "-c", "1/0"])})
+        out = zskill(d.config, "reload")
+        assert out.returncode == 1, out
+        assert "the old settings keep serving" in out.stdout, out
+        assert pids(d) == before
+        write_config(d.config, good)  # what runs: nothing to do
+        assert {o["action"] for o in c.reload()["skills"]} == {"keep"}
 
 
 def test_env_file_read_again_by_restart_reload_and_sighup_never_printed(tmp: Path) -> None:

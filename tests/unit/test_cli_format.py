@@ -140,3 +140,30 @@ def test_to_json_carries_bytes_and_tuples() -> None:
     assert data["pair"] == [1, 2]
     assert data["x"].startswith("<object object")
     assert fmt.to_json({"é": 1}) == '{"é": 1}'
+
+
+def test_reload_line_says_what_happened_to_each_skill() -> None:
+    from orchestrator.cli.format import reload_line
+
+    base = {"ok": True, "keys": [], "version": "1.0.0", "pid": 42}
+    assert reload_line({**base, "skill": "clock", "action": "keep", "detail": "unchanged"}) == (
+        "  = clock        unchanged: version 1.0.0, pid 42"
+    )
+    assert reload_line(
+        {**base, "skill": "echo", "action": "restart", "keys": ["env_file"], "detail": "restarted"}
+    ) == ("  ~ echo         restarted (env_file): version 1.0.0, pid 42")
+    removed = {"skill": "slow", "action": "remove", "ok": True, "detail": "drained and stopped"}
+    assert reload_line(removed) == "  - slow         drained and stopped"
+    failed = {
+        **base,
+        "skill": "echo",
+        "action": "restart",
+        "ok": False,
+        "keys": ["command"],
+        "detail": "not restarted",
+        "why": "the new process exited with code 1 before serving (step hello)",
+    }
+    assert reload_line(failed) == (
+        "  ! echo         not restarted (command): the new process exited with code 1 before "
+        "serving (step hello): version 1.0.0, pid 42"
+    )

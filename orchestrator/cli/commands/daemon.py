@@ -146,5 +146,9 @@ def reload(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) -> None
     if not result.get("ok", False):
         failed = [o["skill"] for o in result.get("skills", []) if not o.get("ok")]
         if not as_json:
-            typer.echo(f"error: not applied to {', '.join(failed)}", err=True)
+            typer.echo(
+                f"error: not applied to {', '.join(failed)} (see above); "
+                "fix zskill.toml and reload again",
+                err=True,
+            )
         raise typer.Exit(EXIT_FAILED)
