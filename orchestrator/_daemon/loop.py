@@ -2,7 +2,8 @@
 
 One thread, one ``zmq.Poller`` over: the control socket (clients), the
 workers socket (skill processes), a self-pipe that signals land on
-(SIGCHLD, SIGTERM, SIGINT), and the stdout/stderr pipes of every skill.
+(SIGCHLD, SIGTERM, SIGINT, SIGHUP: reload), and the stdout/stderr pipes of
+every skill.
 Everything the daemon decides happens on this thread, so routing, rollouts
 and the supervisor share state without locks. What comes in on a socket is
 handled in :mod:`.dispatch`; the sockets themselves are in :mod:`.sockets`.
