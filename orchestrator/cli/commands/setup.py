@@ -51,7 +51,7 @@ def mcp(
     except DaemonUnavailable as exc:
         # What an MCP host shows of a server that would not start: say how to fix it.
         raise CliError(
-            f"zskill mcp: no zskill daemon is running for {cfg.run_dir}: start it with "
+            f"no zskill daemon is running for {cfg.run_dir}: start it with "
             f"`zskill up --detach --config {cfg.path}`, or add --start to this "
             "`zskill mcp` command so that it starts one",
             EXIT_NO_DAEMON,
