@@ -275,11 +275,10 @@ class Bridge:
 
     async def forward(self, skill: str, tool: str, args: Mapping[str, Any]) -> types.CallToolResult:
         """Call ``skill.tool`` through the daemon; its outcome as an MCP result."""
+        wrong = await self._argument_problems(skill, tool, args)
+        if wrong:
+            return failure(f"{skill}.{tool}: invalid arguments: {'; '.join(wrong)}")
         entry = self._catalog.get(tool_name(skill, tool))
-        if entry is not None and entry.skill == skill and entry.tool == tool:
-            wrong = self._check(entry).problems(args) if not entry.coerces else []
-            if wrong:
-                return failure(f"{skill}.{tool}: invalid arguments: {'; '.join(wrong)}")
         if self._stopping:
             return failure(restarting(f"{skill}.{tool}", "it is shutting down"))
         try:
@@ -292,6 +291,22 @@ class Bridge:
             return error_result(skill, tool, exc)
         output = entry.output_schema if entry is not None else None
         return value_result(result.value, version=result.version, output_schema=output)
+
+    async def _argument_problems(self, skill: str, tool: str, args: Mapping[str, Any]) -> list[str]:
+        """What the tool's advertised schema refuses in ``args`` ([] if none,
+        or if the bridge does not know the tool or it coerces). Refused by a
+        list that may predate an upgrade (the watcher not yet refreshed), they
+        are checked again against the daemon's current schema."""
+        problems: list[str] = []
+        for attempt in range(2):
+            entry = self._catalog.get(tool_name(skill, tool))
+            if entry is None or (entry.skill, entry.tool) != (skill, tool) or entry.coerces:
+                return []
+            problems = self._check(entry).problems(args)
+            if not problems or attempt:
+                break
+            await self.refresh_quietly()
+        return problems
 
     def _check(self, entry: ToolEntry) -> ArgumentCheck:
         cached = self._checks.get(entry.name)
