@@ -46,8 +46,9 @@ from .process import Processes
 from .releases import ReleaseStore
 from .reload import Reloader, watching_all
 from .router import Instance, PendingCall, Router
+from .sampler import Sampler
 from .sockets import Sockets
-from .stats import children_map, skill_failed
+from .stats import skill_failed
 from .supervisor import SupervisorIo
 from .watch import FileWatch
 
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("zskill.daemon")
 
 TICK_S = 0.1
-SAMPLE_S = 2.0  # CPU and memory of skill processes, sampled this often
 BATCH = 256  # messages read from one socket before looking at the others
 SHUTDOWN_MARGIN_S = 2.0  # on top of the largest grace_s + kill_timeout_s
 KILL_WAIT_S = 5.0  # after the shutdown deadline's SIGKILL, before giving up
@@ -78,7 +78,6 @@ class Daemon:
         self._stopping = False
         self._exit = False
         self._shutdown_deadline = math.inf
-        self._next_sample = 0.0
         self._pid_fd: int | None = None
         self.metrics: Metrics | None = None  # started by run() when metrics_port is set
         self._lock_run_dir()
@@ -106,6 +105,7 @@ class Daemon:
         )
         self.sup = self.life.sup
         self.memory = MemoryGuard(self.life, self.events)
+        self.sampler = Sampler(self.jobs, self.memory, self.clock)
         self.reloader = Reloader(
             config, self.life, self.events, self.layout, self._applied, watch_all=watch_all
         )
@@ -266,12 +266,7 @@ class Daemon:
         self.watch.tick()
         if self.metrics is not None:
             self.metrics.refresh(now)
-        if now >= self._next_sample:
-            self._next_sample = now + SAMPLE_S
-            kids = children_map()  # one scan of the process table for every skill
-            for rt in self.sup.skills.values():
-                rt.stats.sample([p.pid for p in rt.procs.values() if p.child.alive], kids)
-                self.memory.check(rt, now)  # memory_limit: replace what grew over it
+        self.sampler.tick(now, self.sup.skills)  # CPU, memory; then memory_limit
         if self._stopping:
             self._wait_for_processes(now)
 

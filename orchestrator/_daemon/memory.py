@@ -1,8 +1,8 @@
 """memory_limit by RSS sampling: a skill process whose tree grew over its
 skill's ``memory_limit`` is replaced through a zero-downtime restart.
 
-The daemon samples every skill's memory on its tick (``SAMPLE_S``, see
-:mod:`.stats`); after each sample :meth:`MemoryGuard.check` looks at the
+The daemon samples every skill's memory (``SAMPLE_S``, off its thread: see
+:mod:`.sampler`); after each sample :meth:`MemoryGuard.check` looks at the
 processes that serve. One over the limit is not killed: a new process of
 the same release starts beside it, takes its calls at the switch, and the
 old one drains (:meth:`~.lifecycle.Lifecycle.restart`), so no call fails.
