@@ -188,6 +188,11 @@ class AsyncClient:
         body = await self.request("rollback", args, on_progress=on_progress)
         return common.expect_dict(body, "rollback")
 
+    async def reload(self, *, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """See :meth:`Client.reload <orchestrator.Client.reload>`."""
+        body = await self.request("reload", on_progress=on_progress)
+        return common.expect_dict(body, "reload")
+
     async def releases(self, skill: str) -> Records:
         body = await self.request("releases", common.skill_args(skill))
         return common.expect_list(body, "releases")

@@ -281,7 +281,7 @@ class Daemon:
         if signal.SIGTERM in data or signal.SIGINT in data:
             log.info("signal received; shutting down")
             self.begin_shutdown()
-        elif signal.SIGHUP in data and not self._stopping:
+        elif signal.SIGHUP in data:
             self.reloader.reload_logged()
 
     def _applied(self, config: Config) -> None:
@@ -327,7 +327,7 @@ class Daemon:
         SIGTERM, SIGKILL), as ``zskill stop`` would."""
         if self._stopping:
             return
-        self._stopping = True
+        self._stopping = self.reloader.closing = True
         self.dispatch.begin_shutdown()
         self.events.emit("", EventKind.DAEMON_STOP, pid=os.getpid())
         # The slowest skill bounds the wait: its grace, then its SIGTERM.

@@ -94,6 +94,7 @@ class Reloader:
         self._applied = applied
         self._watch_all = watch_all
         self._pass: _Pass | None = None
+        self.closing = False  # the daemon is shutting down: no more reloads
         for name, sc in config.skills.items():
             self.sup.skills[name] = new_runtime(sc, layout, config)
             self.router.limit(name, sc.settings.max_queued)
@@ -113,6 +114,8 @@ class Reloader:
         """Read the config file again and apply it; ``done`` gets the summary.
         Raises (nothing changed) when the file is not good as a whole."""
         try:
+            if self.closing:
+                raise ControlError("the daemon is shutting down; nothing was reloaded")
             if self._pass is not None:
                 raise ControlError("a reload is already in progress; try again when it ends")
             new = load(self.config.path)

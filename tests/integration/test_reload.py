@@ -5,6 +5,7 @@ mode upgrading a skill on save and rolling back a broken save."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ import psutil
 import pytest
 from helpers import (
     EXAMPLES,
+    InBackground,
     Load,
     example,
     running_daemon,
@@ -29,6 +31,7 @@ from helpers import (
 )
 
 from ipc import ConfigError
+from orchestrator import AsyncClient
 
 ZSKILL = [sys.executable, "-m", "orchestrator"]
 
@@ -59,6 +62,7 @@ def pids(d: Any) -> dict[str, int | None]:
 def test_reload_adds_removes_and_restarts_under_load_with_untouched_pids_kept(tmp: Path) -> None:
     # A skill must announce its config name: "mail" is echo renamed.
     mail = variant(tmp, "mail", version="1.0.0", replace={'Skill("echo"': 'Skill("mail"'})
+    echo2 = variant(tmp, "echo2", version="2.0.0")  # echo's new path: new code
     skills = {
         "clock": example("clock"),  # untouched
         "echo": example("echo", env={"LEVEL": "info"}),  # changed
@@ -74,11 +78,16 @@ def test_reload_adds_removes_and_restarts_under_load_with_untouched_pids_kept(tm
         ):
             clock_load.wait_calls(50)
             echo_load.wait_calls(50)
+            # A call in flight on the skill about to be removed: it drains.
+            slow_call = InBackground(c, {"sleep": ("slow", "sleep", {"seconds": 1.0})})
+            wait_for(lambda: d.status("slow")["in_flight"] == 1, what="the slow call running")
             write_config(
                 d.config,
                 {
                     "clock": example("clock"),
-                    "echo": example("echo", env={"LEVEL": "debug"}, max_queued=500),
+                    "echo": example(
+                        "echo", path=str(echo2), env={"LEVEL": "debug"}, max_queued=500
+                    ),
                     "mail": example("echo", path=str(mail)),
                 },
             )
@@ -87,6 +96,8 @@ def test_reload_adds_removes_and_restarts_under_load_with_untouched_pids_kept(tm
             clock_load.wait_calls(50)
             echo_load.wait_calls(50)
         assert clock_load.failures == [] and echo_load.failures == []
+        assert slow_call.join()["sleep"].value == 1.0
+        assert set(echo_load.versions) == {"1.0.0", "2.0.0"}
         assert result["ok"], result
         by_name = {o["skill"]: o for o in result["skills"]}
         assert {n: o["action"] for n, o in by_name.items()} == {
@@ -95,7 +106,7 @@ def test_reload_adds_removes_and_restarts_under_load_with_untouched_pids_kept(tm
             "mail": "add",
             "slow": "remove",
         }
-        assert by_name["echo"]["keys"] == ["env", "max_queued"]
+        assert by_name["echo"]["keys"] == ["env", "max_queued", "path"]
         assert sorted(o["skill"] for o in progress) == sorted(by_name)
         after = d.wait_running("clock", "echo", "mail")
         assert after["clock"]["pid"] == before["clock"]["pid"]  # untouched
@@ -131,6 +142,8 @@ def test_an_invalid_config_is_refused_whole_and_nothing_changes(tmp: Path) -> No
             with pytest.raises(ConfigError, match=reason):
                 c.reload()
             assert pids(d) == before, reason
+        with pytest.raises(ConfigError, match="no such file"):  # the same from AsyncClient
+            asyncio.run(_async_reload(d.config))
         # Through the CLI: exit 2 with the reason; a file that does not parse too.
         d.config.write_text(d.config.read_text() + "\n[skills.echo\n")
         out = zskill(d.config, "reload")
@@ -158,6 +171,11 @@ def test_an_invalid_config_is_refused_whole_and_nothing_changes(tmp: Path) -> No
         assert pids(d) == before
         write_config(d.config, good)  # what runs: nothing to do
         assert {o["action"] for o in c.reload()["skills"]} == {"keep"}
+
+
+async def _async_reload(config: Path) -> dict[str, Any]:
+    async with AsyncClient(config) as c:
+        return await c.reload()
 
 
 def test_env_file_read_again_by_restart_reload_and_sighup_never_printed(tmp: Path) -> None:
