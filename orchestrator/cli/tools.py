@@ -6,6 +6,12 @@ from the JSON Schema the skill announced (its type hints and docstring).
                text   string   required  the text to repeat.
                times  integer  = 1       how many times to repeat it.
       ping     Answer "pong".  (idempotent)
+      env      Return the environment variable ``name`` (None if unset).
+               name  string  required
+               -> string | null
+
+The last line is the result's type, from the output schema (the handler's
+return type), when it has one.
 
 Plain text with no rich, so it is cheap and reads the same piped.
 """
@@ -15,6 +21,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ipc import RESULT_WRAPPED
 
 Row = Mapping[str, Any]
 
@@ -59,6 +67,15 @@ def argument_rows(schema: Row) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def result_type(schema: Row) -> str:
+    """The type an output schema describes (a wrapped one: its ``result``)."""
+    props = schema.get("properties")
+    if schema.get(RESULT_WRAPPED) is True and isinstance(props, Mapping):
+        inner = props.get("result")
+        return schema_type(inner) if isinstance(inner, Mapping) else "any"
+    return str(schema.get("title") or "object")
+
+
 def tools_text(tools: Mapping[str, Sequence[Row]], versions: Mapping[str, str]) -> list[str]:
     """The lines of ``zskill tools`` for each skill in ``tools``."""
     lines: list[str] = []
@@ -79,10 +96,12 @@ def tools_text(tools: Mapping[str, Sequence[Row]], versions: Mapping[str, str]) 
             lines.append(f"  {str(spec.get('name', '?')).ljust(width)}  {desc}")
             schema = spec.get("input_schema")
             rows = argument_rows(schema) if isinstance(schema, Mapping) else []
-            if not rows:
-                continue
-            widths = [max(len(r[i]) for r in rows) for i in range(3)]
-            for row in rows:
-                cells = [row[i].ljust(widths[i]) for i in range(3)]
-                lines.append((indent + "  ".join([*cells, row[3]])).rstrip())
+            if rows:
+                widths = [max(len(r[i]) for r in rows) for i in range(3)]
+                for row in rows:
+                    cells = [row[i].ljust(widths[i]) for i in range(3)]
+                    lines.append((indent + "  ".join([*cells, row[3]])).rstrip())
+            output = spec.get("output_schema")
+            if isinstance(output, Mapping):
+                lines.append(f"{indent}-> {result_type(output)}")
     return lines

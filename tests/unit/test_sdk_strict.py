@@ -107,3 +107,27 @@ def test_a_tool_spec_with_an_output_schema_crosses_the_wire() -> None:
     assert back.tools[0].output_schema == Tool(num).output_schema
     assert back.tools[1].output_schema == Tool(f).output_schema
     assert len(Tool(f).spec().to_wire()) == 5
+
+
+def test_zskill_tools_shows_the_result_type() -> None:
+    from orchestrator.cli.tools import tools_text
+
+    def num(n: int) -> float:
+        return 1.0
+
+    def obj() -> Point:
+        return Point(x=1)
+
+    def text() -> str:
+        return ""
+
+    specs = [
+        {"name": t.name, "input_schema": t.input_schema, "output_schema": t.output_schema}
+        for t in (Tool(num), Tool(obj), Tool(text))
+    ]
+    lines = tools_text({"s": specs}, {})
+    assert lines[1].split() == ["num", "(no", "description)"]
+    assert lines[2].split()[:3] == ["n", "integer", "required"]
+    assert lines[3].strip() == "-> number"
+    assert lines[5].strip() == "-> Point"
+    assert lines[-1].split()[0] == "text"  # a str result: no type line
