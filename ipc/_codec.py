@@ -226,7 +226,10 @@ def call_bytes(tool: str, payload_size: int, *tail: str | None) -> int:
     compares with the skill's limit before it forwards a call, so that a
     call it accepts is one the skill can read. ``tail``: the Call's optional
     fields after ``timeout_s`` (key, traceparent), as they will be sent."""
-    header = len(_packb([int(Kind.CALL), 2**64 - 1, tool, 0.0, *tail]))
+    fields = list(tail)
+    while fields and fields[-1] is None:  # left off, as encode does
+        fields.pop()
+    header = len(_packb([int(Kind.CALL), 2**64 - 1, tool, 0.0, *fields]))
     if payload_size > INLINE_PAYLOAD_MAX:
         return header + payload_size
     bin_header = 2 if payload_size < 2**8 else 3 if payload_size < 2**16 else 5

@@ -1,7 +1,8 @@
 """Idempotency keys against real daemons and skill processes: a keyed call
 runs once however often it is sent, a duplicate waits for the first, an
 unknown outcome stays unknown, and the keys outlive the daemon (a graceful
-down/up and a SIGKILL). The test skill counts its side effects in a file."""
+down/up and a SIGKILL). The test skill counts its side effects in a file.
+And the trace context: a span in the skill joins the caller's trace."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from helpers import Daemon, short_dir, wait_for
 
-from orchestrator import KeyConflict, OutcomeUnknown, RemoteError
+from orchestrator import DaemonUnavailable, KeyConflict, OutcomeUnknown, RemoteError
 
 COUNTER = '''
 import os
@@ -197,7 +198,6 @@ def test_keys_survive_a_graceful_restart_and_a_sigkill_of_the_daemon(root: Path)
         d.known_pids |= d.skill_pids()
         d.proc.kill()  # SIGKILL: no chance to write anything more
         d.proc.wait(10)
-        wait_for(lambda: not d.skill_pids(), 20, what="the skill to notice")
         d.proc = None
         d.start()
         d.wait_running("counter")
@@ -239,3 +239,101 @@ def test_zskill_call_takes_a_key(counter: Counter) -> None:
     out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "KeyConflict" in out.stderr
+
+
+def test_a_call_running_when_the_daemon_is_killed_stays_unknown(root: Path) -> None:
+    c = Counter(root)
+    d = c.daemon
+    try:
+        d.start()
+        d.wait_running("counter")
+        client = d.client()
+        outcome: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                client.call("counter", "bump", {"item": "r", "sleep_s": 1.0}, key="k-r")
+            except BaseException as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=send)
+        t.start()
+        wait_for(lambda: c.lines() == ["r"], 10, what="the call to start")
+        assert d.proc is not None
+        d.known_pids |= d.skill_pids()
+        d.proc.kill()
+        d.proc.wait(10)
+        t.join(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], DaemonUnavailable), outcome
+        d.proc = None
+        d.start()
+        d.wait_running("counter")
+        with pytest.raises(OutcomeUnknown, match="daemon stopped"):
+            d.client().call("counter", "bump", {"item": "r", "sleep_s": 1.0}, key="k-r")
+        assert c.lines() == ["r"]
+    finally:
+        d.stop()
+
+
+TRACED = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from skills import Skill
+
+trace.set_tracer_provider(TracerProvider())
+tracer = trace.get_tracer("tracer-skill")
+skill = Skill("tracer", version="3.1.0")
+
+
+@skill.tool()
+def where() -> dict:
+    \"\"\"The span the call runs in, and one of the handler's own.\"\"\"
+    outer = trace.get_current_span()
+    with tracer.start_as_current_span("inner") as inner:
+        own = inner.get_span_context()
+        return {
+            "trace_id": f"{own.trace_id:032x}",
+            "inner_parent": f"{inner.parent.span_id:016x}",
+            "outer_id": f"{outer.get_span_context().span_id:016x}",
+            "outer_parent": f"{outer.parent.span_id:016x}" if outer.parent else None,
+            "outer_name": outer.name,
+            "attributes": dict(outer.attributes),
+        }
+
+
+if __name__ == "__main__":
+    skill.run()
+"""
+
+
+def test_a_span_in_the_skill_joins_the_caller_s_trace(root: Path) -> None:
+    pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
+    from opentelemetry.sdk.trace import TracerProvider
+
+    src = root / "tracer"
+    src.mkdir()
+    (src / "main.py").write_text(TRACED)
+    d = Daemon(root, {"tracer": {"path": str(src), "command": ["python", "main.py"]}})
+    try:
+        d.start()
+        st = d.wait_running("tracer")
+        client = d.client()
+        with TracerProvider().get_tracer("test").start_as_current_span("task") as span:
+            ctx = span.get_span_context()
+            got = client.call("tracer", "where")  # the context taken from the current span
+        assert got["trace_id"] == f"{ctx.trace_id:032x}"
+        assert got["outer_parent"] == f"{ctx.span_id:016x}"
+        assert got["inner_parent"] == got["outer_id"]
+        assert got["outer_name"] == "tracer.where"
+        assert got["attributes"] == {
+            "zskill.skill": "tracer",
+            "zskill.tool": "where",
+            "zskill.version": "3.1.0",
+            "zskill.instance": st["tracer"]["instances"][0]["instance"],
+        }
+        # Without a trace context the call still runs in a span: a new trace.
+        alone = client.call("tracer", "where", traceparent=None)
+        assert alone["outer_parent"] is None and alone["trace_id"] != got["trace_id"]
+    finally:
+        d.stop()

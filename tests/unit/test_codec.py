@@ -25,6 +25,11 @@ EXAMPLES: list[ipc.Message] = [
     ipc.Bye("drained"),
     ipc.Request(1, "list", {}),
     ipc.CallRequest(2, "echo", "say", 1.0, payload=b"\x80"),
+    ipc.CallRequest(
+        2, "echo", "say", 1.0, "key-1", "00-" + "a" * 32 + "-" + "b" * 16 + "-01", b"x"
+    ),
+    ipc.CallRequest(2, "echo", "say", 1.0, None, "00-trace", payload=b"\x80"),
+    ipc.Call(7, "say", 2.5, "key-1", None, payload=b"\x80"),
     ipc.Reply(1, [{"name": "echo"}]),
     ipc.Reply(1, None, WireError("BadRequest", "x", {})),
     ipc.CallReply(2, "1.0", None, payload=b"\xc0"),
@@ -36,6 +41,18 @@ EXAMPLES: list[ipc.Message] = [
 @pytest.mark.parametrize("msg", EXAMPLES, ids=lambda m: type(m).__name__)
 def test_every_kind_round_trips(msg: ipc.Message) -> None:
     assert ipc.decode(ipc.encode(msg)) == msg
+
+
+def test_absent_optional_fields_are_left_off_and_old_headers_still_decode() -> None:
+    # A call without a key or a trace context is the bytes it was before them.
+    (frame,) = ipc.encode(ipc.CallRequest(2, "echo", "say", 1.0, payload=b"\x80"))
+    assert msgpack.unpackb(frame) == [21, 2, "echo", "say", 1.0, b"\x80"]
+    (frame,) = ipc.encode(ipc.CallRequest(2, "echo", "say", 1.0, "k", payload=b"\x80"))
+    assert msgpack.unpackb(frame) == [21, 2, "echo", "say", 1.0, "k", b"\x80"]
+    two = ipc.decode([msgpack.packb([21, 2, "echo", "say", 1.0]), b"\x80"])
+    assert isinstance(two, ipc.CallRequest) and two.key is None and two.payload == b"\x80"
+    with pytest.raises(ProtocolError, match=r"CallRequest\.key must be nil or a string"):
+        ipc.decode([msgpack.packb([21, 2, "echo", "say", 1.0, 5, None, b"\x80"])])
 
 
 def test_ints_are_accepted_where_floats_are_expected() -> None:

@@ -55,13 +55,25 @@ def test_frames_past_the_most_a_message_has_are_dropped_uncopied(
 
 @pytest.mark.parametrize("tool", ["say", "t" * 40, "é" * 70, "x" * 70_000])
 @pytest.mark.parametrize("payload_size", [0, 200, 300, 70_000, ipc.INLINE_PAYLOAD_MAX, 40_000])
-def test_call_bytes_bounds_every_call_the_daemon_can_send(tool: str, payload_size: int) -> None:
-    bound = ipc.call_bytes(tool, payload_size)
+@pytest.mark.parametrize(
+    ("key", "trace"),
+    [
+        (None, None),
+        ("k-1", None),
+        (None, "00-" + "a" * 32 + "-" + "b" * 16 + "-01"),
+        ("é" * 512, "t"),
+    ],
+)
+def test_call_bytes_bounds_every_call_the_daemon_can_send(
+    tool: str, payload_size: int, key: str | None, trace: str | None
+) -> None:
+    bound = ipc.call_bytes(tool, payload_size, key, trace)
+    payload = b"a" * payload_size
     for call_id in (0, 1, 200, 70_000, 2**33, 2**64 - 1):
         for timeout_s in (0.0, 1.5, 7 * 24 * 3600.0):
-            frames = ipc.encode(Call(call_id, tool, timeout_s, payload=b"a" * payload_size))
+            frames = ipc.encode(Call(call_id, tool, timeout_s, key, trace, payload=payload))
             assert sum(map(len, frames)) <= bound
-    widest = ipc.encode(Call(2**64 - 1, tool, 1.5, payload=b"a" * payload_size))
+    widest = ipc.encode(Call(2**64 - 1, tool, 1.5, key, trace, payload=payload))
     assert sum(map(len, widest)) == bound
 
 
