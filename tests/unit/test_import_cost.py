@@ -5,6 +5,7 @@ Client never loads asyncio, nor pydantic unless it has a config to read."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import subprocess
 import sys
@@ -85,3 +86,24 @@ def test_the_testing_module_does_not_import_the_daemon() -> None:
     } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     assert not [m for m in imported if "_daemon" in m]
     assert loaded_after("import orchestrator.testing") == []
+
+
+def test_opentelemetry_loads_only_for_a_call_that_brings_a_trace_context() -> None:
+    # Installed (the otel extra) or not, neither the SDK, the daemon nor a
+    # client loads it; a skill does for the first call with a traceparent.
+    probe = (
+        "import sys\n"
+        "import skills, orchestrator, orchestrator._daemon.loop\n"
+        "from orchestrator import Client\n"
+        "from skills._trace import CallTracing\n"
+        "t = CallTracing('s', '1.0', 's-1')\n"
+        "with t.span('tool', None): pass\n"
+        "print('opentelemetry' in sys.modules)\n"
+        "with t.span('tool', '00-' + '1' * 32 + '-' + '2' * 16 + '-01'): pass\n"
+        "print('opentelemetry.trace' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=ROOT
+    )
+    installed = importlib.util.find_spec("opentelemetry") is not None
+    assert out.stdout.split() == ["False", str(installed)]
