@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,9 +143,23 @@ class SkillSettings(_Strict):
         return None if value is None else parse_size(value)
 
 
+class AgentSettings(_Strict):
+    """The ``[agent]`` table: the core agent loop (the ``zskill[agent]`` extra)."""
+
+    # "module:attribute": a pydantic-ai Agent or an orchestrator.agent.DurableAgent.
+    agent: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    # Loop workers the daemon runs (0: none; tasks then run where they are started).
+    workers: int = Field(default=0, ge=0, le=64)
+    # None: SQLite under the run dir. postgresql://... to share tasks between hosts.
+    database_url: str | None = None
+    # The loop version recorded with each step; None: a hash of the agent's module.
+    version: str | None = None
+
+
 class _File(_Strict):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     skills: dict[str, SkillSettings] = Field(default_factory=dict)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +191,7 @@ class Config:
     run_dir: Path
     daemon: DaemonSettings
     skills: dict[str, SkillConfig]
+    agent: AgentSettings = field(default_factory=AgentSettings)
 
     @property
     def base_dir(self) -> Path:
@@ -228,7 +243,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
             name, (base / s.path).resolve(), tuple(s.command), s, env_file=env_file
         )
     run_dir = (base / raw.daemon.run_dir).resolve()
-    return Config(path=path, run_dir=run_dir, daemon=raw.daemon, skills=skills)
+    return Config(path=path, run_dir=run_dir, daemon=raw.daemon, skills=skills, agent=raw.agent)
 
 
 def load(path: str | Path | None = None) -> Config:

@@ -20,7 +20,7 @@ from typing import Any, ParamSpec
 
 import typer
 
-from .commands import daemon, deploy, observe, setup, skills
+from .commands import agent, daemon, deploy, observe, setup, skills
 from .errors import EXIT_FAILED, EXIT_NO_DAEMON, EXIT_USAGE, CliError
 from .options import CONFIG_ENV, GlobalConfigOpt
 
@@ -132,9 +132,34 @@ COMMANDS: tuple[tuple[str | None, Callable[..., None]], ...] = (
     (None, setup.mcp),
     (None, setup.new),
     (None, setup.keys),
+    (None, agent.tasks),
 )
 for _name, _command in COMMANDS:
     app.command(_name)(_guard(_command))
+
+# The core agent loop (the zskill[agent] extra): ``zskill agent run|upgrade``
+# and ``zskill task show|resume|cancel``.
+SUBCOMMANDS: tuple[tuple[str, str, tuple[tuple[str, Callable[..., None]], ...]], ...] = (
+    (
+        "agent",
+        "Run the core agent loop: durable tasks on pydantic-ai and DBOS.",
+        (("run", agent.run),),
+    ),
+    (
+        "task",
+        "Show, resume or cancel one of the agent's tasks.",
+        (
+            ("show", agent.show),
+            ("resume", agent.resume),
+            ("cancel", agent.cancel),
+        ),
+    ),
+)
+for _group, _help, _commands in SUBCOMMANDS:
+    _sub = typer.Typer(name=_group, help=_help, no_args_is_help=True, rich_markup_mode=None)
+    for _name, _command in _commands:
+        _sub.command(_name)(_guard(_command))
+    app.add_typer(_sub)
 
 
 @app.command()
