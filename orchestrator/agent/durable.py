@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from dbos import DBOS, SetWorkflowID
 from pydantic_ai import Agent
 from pydantic_ai.models import infer_model
+from pydantic_ai.usage import UsageLimits
 
 from .engine import Engine, database_url
 from .errors import AgentError, TaskFailed, TaskNotFound
@@ -41,6 +42,9 @@ __all__ = ["TASK_WORKFLOW", "DurableAgent", "TaskResult", "new_task_id"]
 
 TASK_WORKFLOW = "zskill.task"
 """The DBOS workflow of every task (one agent per task database)."""
+
+DEFAULT_REQUEST_LIMIT = 1000
+"""Model requests one task may make, unless ``usage_limits`` says otherwise."""
 
 _registered: DurableAgent | None = None
 
@@ -66,6 +70,7 @@ class DurableAgent:
         database_url: str | None = None,
         version: str | None = None,
         import_string: str | None = None,
+        usage_limits: UsageLimits | None = None,
     ) -> None:
         global _registered
         if _registered is not None:
@@ -81,6 +86,9 @@ class DurableAgent:
             version or self.config.agent.version or os.environ.get("ZSKILL_LOOP_VERSION") or "1"
         )
         self.agent = agent
+        # A task is long by nature: pydantic-ai's default of 50 model requests
+        # a run would end a 50-step task one request short.
+        self.usage_limits = usage_limits or UsageLimits(request_limit=DEFAULT_REQUEST_LIMIT)
         self.import_string = import_string or self.config.agent.agent or ""
         if agent.model is None:
             raise AgentError("the agent needs a model to run durably (Agent(model, ...))")
@@ -106,7 +114,7 @@ class DurableAgent:
             self.agent.override(model=self.model),
             self.agent.parallel_tool_call_execution_mode("sequential"),
         ):
-            result = await self.agent.run(prompt)
+            result = await self.agent.run(prompt, usage_limits=self.usage_limits)
         return result.output
 
     # --- running tasks ------------------------------------------------------------

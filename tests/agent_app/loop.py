@@ -1,6 +1,12 @@
 """The agent the agent-loop tests run: a scripted model (no network) that
 calls ledger__record once per step for AGENT_STEPS steps, then answers.
 
+- AGENT_TOOLS_FILE: each model request appends the tool names it was shown;
+- AGENT_FAIL_AT: at that step it calls ledger__fail instead, and its answer
+  quotes what it was told;
+- AGENT_MODEL=openai: the model is ``openai:gpt-test`` (OPENAI_BASE_URL
+  points it at the test's fake server) instead of the scripted one.
+
 Run as a script it runs (or resumes) one task: python loop.py CONFIG TASK_ID
 """
 
@@ -10,25 +16,41 @@ import os
 import sys
 
 from pydantic_ai import Agent
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+)
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from orchestrator.agent import DurableAgent, SkillToolset
 
 STEPS = int(os.environ.get("AGENT_STEPS", "5"))
+FAIL_AT = int(os.environ.get("AGENT_FAIL_AT", "-1"))
 CONFIG = os.environ.get("ZSKILL_CONFIG", "zskill.toml")
+TOOLS_FILE = os.environ.get("AGENT_TOOLS_FILE")
 
 
 def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     done = sum(1 for m in messages if isinstance(m, ModelResponse))
+    names = sorted(t.name for t in info.function_tools)
+    if TOOLS_FILE:
+        with open(TOOLS_FILE, "a") as f:
+            f.write(f"{done} {' '.join(names)}\n")
+    if done == FAIL_AT:
+        return ModelResponse(parts=[ToolCallPart("ledger__fail", {"message": "boom"})])
     if done < STEPS:
-        names = sorted(t.name for t in info.function_tools)
-        assert "ledger__record" in names, names
         return ModelResponse(parts=[ToolCallPart("ledger__record", {"step": done})])
-    return ModelResponse(parts=[TextPart(f"done after {done} steps")])
+    told = [p for m in messages if isinstance(m, ModelRequest) for p in m.parts]
+    heard = [str(getattr(p, "content", "")) for p in told if p.part_kind != "user-prompt"]
+    failed = [h for h in heard if "boom" in h]
+    return ModelResponse(parts=[TextPart(f"done after {done} steps; told {failed}")])
 
 
-agent = Agent(FunctionModel(script), toolsets=[SkillToolset(CONFIG)], name="ledger_agent")
+model = "openai:gpt-test" if os.environ.get("AGENT_MODEL") == "openai" else FunctionModel(script)
+agent = Agent(model, toolsets=[SkillToolset(CONFIG)], name="ledger_agent")
 
 if __name__ == "__main__":
     durable = DurableAgent(agent, config=sys.argv[1])

@@ -66,6 +66,8 @@ RULES = [
     ("orchestrator._client", ("orchestrator._daemon", "orchestrator.cli", "orchestrator._mcp")),
     ("orchestrator._mcp", ("orchestrator._daemon", "orchestrator.cli")),
     ("orchestrator.testing", ("orchestrator._daemon", "orchestrator.cli", "orchestrator._mcp")),
+    # The agent loop is an extra: a client of the daemon, used by nothing in the core.
+    ("orchestrator.agent", ("orchestrator._daemon", "orchestrator.cli")),
 ]
 
 

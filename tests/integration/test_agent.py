@@ -1,0 +1,229 @@
+"""The core agent loop against a real daemon and real skill processes: a
+scripted model (tests/agent_app/loop.py), the loop in a subprocess killed by
+pid, skills upgraded live, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO, Daemon, running_daemon, wait_for
+
+pytest.importorskip("pydantic_ai", reason="the agent extra is not installed")
+pytest.importorskip("dbos", reason="the agent extra is not installed")
+
+APP = REPO / "tests" / "agent_app"
+
+
+def ledger_table(ledger: Path, **env: str) -> dict[str, Any]:
+    return {
+        "path": str(APP / "ledger"),
+        "command": ["python", "main.py"],
+        "env": {"LEDGER_FILE": str(ledger), **env},
+        "start_timeout_s": 15,
+        "grace_s": 5,
+    }
+
+
+def release(parent: Path, n: int) -> Path:
+    """Release n of the ledger skill: version 1.n.0, with a tool probe_vN."""
+    dest = parent / f"ledger-{n}"
+    shutil.copytree(APP / "ledger", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    main = dest / "main.py"
+    code = main.read_text().replace('"LEDGER_VERSION", "1.0.0"', f'"LEDGER_VERSION", "1.{n}.0"')
+    probe = f'@skill.tool()\ndef probe_v{n}() -> int:\n    """Release {n}."""\n    return {n}\n'
+    main.write_text(
+        code.replace('if __name__ == "__main__":', probe + '\n\nif __name__ == "__main__":')
+    )
+    return dest
+
+
+@pytest.fixture
+def ledger_daemon() -> Iterator[tuple[Daemon, Path]]:
+    from tests.helpers import short_dir
+
+    ledger = short_dir("zsl") / "ledger.txt"
+    with running_daemon({"ledger": ledger_table(ledger, LEDGER_DELAY_S="0.01")}) as d:
+        d.wait_running("ledger")
+        yield d, ledger
+    shutil.rmtree(ledger.parent, ignore_errors=True)
+
+
+def loop_env(d: Daemon, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ZSKILL_CONFIG=str(d.config), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def start_loop(d: Daemon, task_id: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(APP / "loop.py"), str(d.config), task_id],
+        cwd=d.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def zskill(
+    d: Daemon, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args, "--config", str(d.config)],
+        cwd=d.root,
+        env=env or loop_env(d),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def progress(proc: subprocess.Popen[str], ledger: Path, steps: int) -> None:
+    """Wait for the loop to make ``steps`` more steps (or to end)."""
+    target = len(lines(ledger)) + steps
+    wait_for(
+        lambda: len(lines(ledger)) >= target or proc.poll() is not None,
+        timeout=40,
+        what="the loop to make progress",
+    )
+
+
+@pytest.mark.timeout(120)
+def test_a_long_task_survives_kills_of_its_loop_and_skill_upgrades(
+    ledger_daemon: tuple[Daemon, Path],
+) -> None:
+    d, ledger = ledger_daemon
+    steps, kills = 50, 5
+    tools_seen = d.root / "tools.txt"
+    env = loop_env(d, AGENT_STEPS=str(steps), AGENT_TOOLS_FILE=str(tools_seen))
+    rng = random.Random(os.environ.get("AGENT_SEED", "12"))
+    client = d.client(timeout=30)
+    releases = d.root / "releases"
+    releases.mkdir()
+    pool = ThreadPoolExecutor(1)
+    for n in range(1, kills + 1):
+        proc = start_loop(d, "t-long", env)
+        progress(proc, ledger, rng.randint(3, 6))
+        assert proc.poll() is None, f"the task ended before kill {n}:\n{proc.communicate()[0]}"
+        # A live upgrade while the loop calls the skill, and a kill at a
+        # random instant of a step during it.
+        upgrade = pool.submit(client.upgrade, "ledger", from_dir=release(releases, n))
+        progress(proc, ledger, rng.randint(1, 3))
+        assert proc.poll() is None, f"the task ended before kill {n}:\n{proc.communicate()[0]}"
+        wait_for(lambda: rng.random() < 0.2, interval=0.003)  # a random instant
+        proc.kill()
+        proc.wait(10)
+        report = upgrade.result(timeout=60)
+        assert report.get("ok", True), report
+
+    proc = start_loop(d, "t-long", env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert f"done after {steps} steps" in out
+
+    # The side effect happened exactly once per step.
+    recorded = Counter(int(line.split()[0]) for line in lines(ledger))
+    assert recorded == Counter(range(steps)), recorded
+    versions = {line.split()[1] for line in lines(ledger)}
+    assert {"1.0.0", f"1.{kills}.0"} <= versions, versions
+
+    # Each model request ran once, but for the one in flight at each kill.
+    requests = [int(line.split()[0]) for line in lines(tools_seen)]
+    assert sorted(set(requests)) == list(range(steps + 1))
+    assert len(requests) <= steps + 1 + kills, Counter(requests)
+    # The tool list is the live one: after release 5 it has probe_v5 only.
+    last = lines(tools_seen)[-1].split()[1:]
+    assert f"ledger__probe_v{kills}" in last and "ledger__probe_v1" not in last, last
+
+    show = zskill(d, "task", "show", "t-long", "--json")
+    assert show.returncode == 0, show.stderr
+    task = json.loads(show.stdout)
+    assert task["state"] == "done" and task["output"].startswith(f"done after {steps}")
+    tools = [s for s in task["trajectory"] if s["kind"] == "tool"]
+    assert len(tools) == steps and all(s["outcome"] == "ok" for s in tools)
+    assert len({s["skill_version"] for s in tools}) >= 3
+
+
+def test_a_remote_error_reaches_the_model_and_the_task_goes_on(
+    ledger_daemon: tuple[Daemon, Path],
+) -> None:
+    d, _ = ledger_daemon
+    proc = start_loop(d, "t-err", loop_env(d, AGENT_STEPS="3", AGENT_FAIL_AT="1"))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "done after 4 steps" in out and "ValueError: boom" in out, out
+    task = json.loads(zskill(d, "task", "show", "t-err", "--json").stdout)
+    failed = [s for s in task["trajectory"] if s["kind"] == "tool" and s["outcome"] == "error"]
+    assert [s["name"] for s in failed] == ["ledger__fail"]
+    assert "ValueError: boom" in failed[0]["detail"]
+
+
+def test_the_cli_runs_lists_cancels_and_resumes_tasks(ledger_daemon: tuple[Daemon, Path]) -> None:
+    d, ledger = ledger_daemon
+    env = loop_env(
+        d, AGENT_STEPS="3", PYTHONPATH=f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    )
+    run = zskill(d, "agent", "run", "loop:agent", "keep the ledger", "--task-id", "t-cli", env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("done after 3 steps")
+    again = zskill(
+        d, "agent", "run", "loop:agent", "keep the ledger", "--task-id", "t-cli", env=env
+    )
+    assert again.returncode == 0 and again.stdout == run.stdout
+    assert len(lines(ledger)) == 3  # the recorded output, nothing ran again
+
+    listed = json.loads(zskill(d, "tasks", "--json").stdout)
+    (task,) = [t for t in listed if t["id"] == "t-cli"]
+    assert task["state"] == "done" and task["steps"] == 7 and task["loop_version"]
+    assert set(task) >= {"id", "state", "steps", "started", "updated", "loop_version"}
+
+    # A task interrupted (its loop killed), cancelled, then resumed by the CLI.
+    slow = loop_env(d, AGENT_STEPS="40")
+    proc = start_loop(d, "t-resume", slow)
+    wait_for(lambda: len(lines(ledger)) >= 6, timeout=40, what="progress")
+    proc.kill()
+    proc.wait(10)
+    listed = json.loads(zskill(d, "tasks", "--json").stdout)
+    assert {t["id"]: t["state"] for t in listed}["t-resume"] == "interrupted"
+    cancelled = zskill(d, "task", "cancel", "t-resume")
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stderr
+    resumed = zskill(d, "task", "resume", "t-resume", env=slow)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "done after 40 steps" in resumed.stdout
+    steps = Counter(int(line.split()[0]) for line in lines(ledger)[3:])
+    assert set(steps) == set(range(40))
+
+
+def test_bad_input_is_a_clear_error(ledger_daemon: tuple[Daemon, Path]) -> None:
+    d, _ = ledger_daemon
+    bad = zskill(d, "agent", "run", "no_such_module:agent", "hi")
+    assert bad.returncode == 2 and "no module named 'no_such_module'" in bad.stderr
+    missing = zskill(d, "task", "show", "t-nope")
+    assert missing.returncode == 2 and "no task 't-nope'" in missing.stderr
+    d.config.write_text(d.config.read_text() + '\n[agent]\ndatabase_url = "mysql://db/x"\n')
+    wrong = zskill(d, "tasks")
+    assert wrong.returncode == 2 and "use sqlite:///PATH or postgresql://" in wrong.stderr
+    d.config.write_text(
+        d.config.read_text().replace("mysql://db/x", "postgresql://zs@127.0.0.1:1/none")
+    )
+    unreachable = zskill(d, "tasks")
+    assert unreachable.returncode == 2 and "cannot open the task database" in unreachable.stderr
