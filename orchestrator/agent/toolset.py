@@ -28,7 +28,6 @@ resumed after a crash never repeats a call that happened.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -232,9 +231,6 @@ class SkillToolset(AbstractToolset[Any]):
                 delay_s = min(delay_s * 2, 1.0)
 
 
-_KEYED: bool | None = None
-
-
 async def _call_keyed(
     client: AsyncClient,
     skill: str,
@@ -243,16 +239,7 @@ async def _call_keyed(
     key: str | None,
     timeout_s: float | None,
 ) -> Any:
-    # Idempotency keys are a daemon feature of their own; until the client
-    # takes them, a call is sent without one (a resumed task may then repeat
-    # the one call that was in flight when its loop died).
-    global _KEYED
-    if _KEYED is None:
-        _KEYED = "key" in inspect.signature(client.call_detailed).parameters
-    if _KEYED and key is not None:
-        call: Any = client.call_detailed  # takes key= once the daemon has keys
-        return await call(skill, tool, args, timeout=timeout_s, key=key)
-    return await client.call_detailed(skill, tool, args, timeout=timeout_s)
+    return await client.call_detailed(skill, tool, args, timeout=timeout_s, key=key)
 
 
 def _describe(exc: ZskillError) -> str:

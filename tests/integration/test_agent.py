@@ -4,7 +4,6 @@ pid, skills upgraded live, the CLI as a user runs it."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import random
@@ -112,10 +111,6 @@ def progress(proc: subprocess.Popen[str], ledger: Path, steps: int) -> None:
 def test_a_long_task_survives_kills_of_its_loop_and_skill_upgrades(
     ledger_daemon: tuple[Daemon, Path],
 ) -> None:
-    from orchestrator import Client
-
-    if "key" not in inspect.signature(Client.call_detailed).parameters:
-        pytest.skip("needs idempotency keys in the client (landing separately, issue 12)")
     d, ledger = ledger_daemon
     steps, kills = 50, 5
     tools_seen = d.root / "tools.txt"
