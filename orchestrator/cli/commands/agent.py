@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import CliError, UsageError
-from ..format import local_time, to_json
 from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, load
 
 if TYPE_CHECKING:
@@ -44,6 +43,18 @@ def _agent_errors() -> Iterator[None]:
         raise CliError(exc.message) from exc
     except AgentError as exc:
         raise UsageError(exc.message) from exc
+
+
+def local_time(t: float) -> str:
+    from ..format import local_time as fmt
+
+    return fmt(t)
+
+
+def to_json(value: Any, *, indent: int | None = None) -> str:
+    from ..format import to_json as dump
+
+    return dump(value, indent=indent)
 
 
 def _store(cfg: Config) -> TaskStore | None:
