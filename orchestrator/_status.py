@@ -90,6 +90,7 @@ class SkillStatus(TypedDict):
     concurrency: int
     tools: list[str]
     last_exit: str | None
+    last_stderr: list[str]  # the last stderr lines of the process that failed last
     calls_per_s: float
     errors: int
     error_rate: float

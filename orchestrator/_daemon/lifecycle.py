@@ -15,7 +15,6 @@ carries them out (close the queue, mark errored, schedule the restart).
 from __future__ import annotations
 
 import logging
-import shlex
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +39,7 @@ from .runtime import (
     SkillRuntime,
     StopWaiter,
 )
+from .source import check_source, entry_file
 from .supervisor import ProcExit, Supervisor, SupervisorIo
 
 log = logging.getLogger("zskill.lifecycle")
@@ -246,10 +246,16 @@ class Lifecycle:
                 )
         elif rel is not None:
             self.releases.discard(rt.name, rel)
+        if ok and rt.desired == "running" and not rt.errored:
+            self.router.reopen(rt.name)  # closed while it could not start
         if not ok and rt.desired == "running" and not rt.active():
             # Why the step failed; the reports after it say what was undone.
             failed = [r.detail for r in ar.machine.reports if r.status is StepStatus.FAILED]
             why = failed[-1] if failed else "start failed"
+            tail = list(ar.new.err_tail) if ar.new is not None else []
+            said = last_line(tail)
+            rt.last_exit = f"{ar.op} failed: {why}" + (f" ({said})" if said else "")
+            rt.last_stderr = tail
             self._crashed(rt, now, f"{ar.op} failed", exit_code=None, detail=why)
 
     # --- internals -------------------------------------------------------------
@@ -355,10 +361,27 @@ class Lifecycle:
                 rt.restart_at = now + delay
                 if detail:
                     rt.last_exit = rt.last_exit or detail
+                if exit_code is None:
+                    # It could not start: calls fail at once with why, rather
+                    # than wait out their deadline through the retries. (After
+                    # a crash of a serving process they wait for the restart,
+                    # which comes within backoff_s; if that start fails too,
+                    # they are answered here.)
+                    self.router.close(
+                        rt.name,
+                        f"skill {rt.name!r} cannot start: {rt.last_exit}; next try in "
+                        f"{delay:g} s (`zskill logs {rt.name} --err` shows its output)",
+                    )
                 self.events.emit(
                     rt.name, EventKind.BACKOFF, delay_s=delay, failures=n, how=how, detail=detail
                 )
                 log.warning("%s: %s; restarting in %.2f s", rt.name, how, delay)
+
+
+def last_line(lines: list[str]) -> str:
+    """The last line a process wrote that says something: of a traceback,
+    the exception (``SyntaxError: '(' was never closed``)."""
+    return next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
 
 
 def _copied(rel: Release, src: Path) -> str:
@@ -367,32 +390,4 @@ def _copied(rel: Release, src: Path) -> str:
     return f"release {rel.id}: too large to copy; a rollback reruns it in place"
 
 
-def check_source(rt: SkillRuntime, src: Path) -> None:
-    """A clear error before anything is spawned when ``src`` cannot run the skill."""
-    if not src.exists():
-        raise BadRequest(f"cannot upgrade {rt.name!r}: {src} does not exist", skill=rt.name)
-    if not src.is_dir():
-        raise BadRequest(f"cannot upgrade {rt.name!r}: {src} is not a directory", skill=rt.name)
-    entry = entry_file(rt.config.command)
-    if entry is not None and not (src / entry).is_file():
-        raise BadRequest(
-            f"cannot upgrade {rt.name!r}: {src} has no {entry} "
-            f"(the skill's command is `{shlex.join(rt.config.command)}`)",
-            skill=rt.name,
-        )
-
-
-def entry_file(command: tuple[str, ...]) -> str | None:
-    """The script a python command runs (``python main.py`` -> main.py)."""
-    if not command or "python" not in Path(command[0]).name:
-        return None
-    for arg in command[1:]:
-        if arg in ("-m", "-c"):
-            return None
-        if arg.startswith("-"):
-            continue
-        return arg if not Path(arg).is_absolute() else None
-    return None
-
-
-__all__ = ["Lifecycle", "check_source", "entry_file"]
+__all__ = ["Lifecycle", "check_source", "entry_file", "last_line"]

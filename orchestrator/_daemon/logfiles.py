@@ -11,11 +11,22 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from pathlib import Path
 
 MAX_LINE = 16384
 """A longer line is split; a skill printing megabytes without a newline
 cannot grow the daemon's buffers without bound."""
+
+TAIL_LINES = 20
+TAIL_LINE_CHARS = 240
+"""Each process's last stderr lines are kept in memory too (at most 20 of
+240 characters, ~5 KB), so a failed start, restart or upgrade can show its
+traceback at once, without reading the log file back on the daemon's thread."""
+
+
+def new_tail() -> deque[str]:
+    return deque(maxlen=TAIL_LINES)
 
 
 class LogFile:
@@ -56,11 +67,14 @@ class LogFile:
 class StreamCapture:
     """Turns the bytes read from one pipe into log records, one per line."""
 
-    __slots__ = ("_buf", "_log", "pid", "stream", "version")
+    __slots__ = ("_buf", "_log", "_tail", "pid", "stream", "version")
 
-    def __init__(self, log: LogFile, stream: str, pid: int, version: str) -> None:
+    def __init__(
+        self, log: LogFile, stream: str, pid: int, version: str, tail: deque[str] | None = None
+    ) -> None:
         self._log = log
         self._buf = b""
+        self._tail = tail  # where the last lines go too (stderr's), if anywhere
         self.stream = stream
         self.pid = pid
         self.version = version
@@ -81,12 +95,16 @@ class StreamCapture:
             self._buf = b""
 
     def _emit(self, line: bytes) -> None:
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
         self._log.write_record(
             {
                 "t": round(time.time(), 6),
                 "stream": self.stream,
                 "version": self.version,
                 "pid": self.pid,
-                "line": line.rstrip(b"\r").decode("utf-8", "replace"),
+                "line": text,
             }
         )
+        if self._tail is not None:
+            cut = text if len(text) <= TAIL_LINE_CHARS else text[: TAIL_LINE_CHARS - 3] + "..."
+            self._tail.append(cut)

@@ -298,6 +298,8 @@ class RolloutRunner:
         }
         if f.ok:
             report["tools_changed"] = ar.tools_changed
+        # What the new process said last on stderr: a failure's traceback.
+        tail = list(new.err_tail) if new is not None and not f.ok else []
         self._listener.rollout_finished(rt, ar, f.ok)
         self.events.emit(
             rt.name,
@@ -306,6 +308,7 @@ class RolloutRunner:
             old_version=ar.old_version,
             new_version=report["new_version"],
             reason=f.reason,
+            **({"stderr_tail": tail} if tail else {}),
         )
         err: Exception | None = None
         if not f.ok:
@@ -321,6 +324,7 @@ class RolloutRunner:
                 step=step,
                 reason=f.reason,
                 old_version=ar.old_version,
+                stderr_tail=tail,
             )
             log.warning("%s", err)
         else:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .._config import SkillConfig
 from .._status import InstanceStatus, RolloutOp, SkillState, SkillStatus
-from .logfiles import LogFile, StreamCapture
+from .logfiles import LogFile, StreamCapture, new_tail
 from .process import Child
 from .releases import Release
 from .rollout import Rollout
@@ -38,6 +38,8 @@ class Proc:
     captures: dict[int, StreamCapture] = field(default_factory=dict)
     health_check_id: int = 0
     env_digest: str = ""  # of the env_file it was started with ("" without one)
+    # Its last stderr lines (see logfiles.TAIL_LINES): what a failure shows.
+    err_tail: deque[str] = field(default_factory=new_tail)
 
     @property
     def id(self) -> str:
@@ -127,6 +129,7 @@ class SkillRuntime:
     crash_times: deque[float] = field(default_factory=deque)
     restart_at: float | None = None
     last_exit: str = ""
+    last_stderr: list[str] = field(default_factory=list)  # of the process that failed last
     last_version: str = ""
     stop_waiters: list[StopWaiter] = field(default_factory=list)
     removing: bool = False  # gone from the config: forgotten once its processes are
@@ -170,6 +173,7 @@ class SkillRuntime:
             "concurrency": self.config.settings.concurrency,
             "tools": sorted(main.inst.tools) if main else [],
             "last_exit": self.last_exit or None,
+            "last_stderr": self.last_stderr,
             "calls_per_s": window["calls_per_s"],
             "errors": window["errors"],
             "error_rate": window["error_rate"],

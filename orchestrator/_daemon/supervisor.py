@@ -151,7 +151,8 @@ class Supervisor:
         )
         for fd, stream in ((child.stdout_fd, "out"), (child.stderr_fd, "err")):
             if fd is not None:
-                proc.captures[fd] = StreamCapture(rt.log, stream, child.pid, "")
+                tail = proc.err_tail if stream == "err" else None
+                proc.captures[fd] = StreamCapture(rt.log, stream, child.pid, "", tail)
                 self._watch_fd(fd, functools.partial(self._read_pipe, proc, fd))
         rt.procs[inst_id] = proc
         self.procs[inst_id] = proc
@@ -362,6 +363,7 @@ class Supervisor:
             rt.last_exit = f"{proc.id} (version {proc.inst.version or '?'}) {how}" + (
                 f" ({proc.fault})" if proc.fault else ""
             )
+            rt.last_stderr = list(proc.err_tail)
         self._listener.proc_exited(proc, ProcExit(serving, how, unexpected))
         if not self._os.tree_alive(proc.child):
             self._forget(proc, now)

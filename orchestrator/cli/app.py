@@ -77,6 +77,10 @@ def _report(exc: Exception) -> int | None:
         return None
     kind = str(exc.details.get("type") or type(exc).__name__)
     typer.echo(f"error: {kind}: {exc.message}", err=True)
+    from .format import stderr_lines
+
+    for line in stderr_lines(exc.details):
+        typer.echo(line, err=True)
     if isinstance(exc, RemoteError):
         if exc.remote_type:
             typer.echo(f"  remote type: {exc.remote_type}", err=True)

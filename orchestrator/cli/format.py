@@ -140,6 +140,15 @@ def upgrade_summary(skill: str, report: Row) -> str:
     return line
 
 
+def stderr_lines(details: Row) -> list[str]:
+    """A failed start, restart or upgrade: the last lines the new process
+    wrote on stderr (its traceback), as the daemon kept them, to print."""
+    tail = details.get("stderr_tail")
+    if not isinstance(tail, list) or not tail:
+        return []
+    return ["the new process's last stderr lines:", *(f"  | {line}" for line in tail)]
+
+
 def _kv(value: Any) -> str:
     if isinstance(value, str) and value and not any(c.isspace() for c in value):
         return value

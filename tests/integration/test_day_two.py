@@ -4,15 +4,20 @@ that name what there is."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
-from helpers import EXAMPLES, example, running_daemon, wait_for
+from helpers import EXAMPLES, example, running_daemon, short_dir, wait_for, write_config
 
 from orchestrator import InvalidArguments, RemoteError, ToolNotFound, UpgradeInProgress
 
@@ -85,3 +90,75 @@ def test_zskill_tools_prints_each_tools_description_and_arguments() -> None:
         spec = next(t for t in every["echo"] if t["name"] == "say")
         assert spec["input_schema"]["required"] == ["text"]
         assert spec["description"] == "Repeat text."
+
+
+SYNTAX_ERROR = 'from skills import Skill\n\nskill = Skill("syn", version="1")\n\ndef f(:\n'
+
+
+def test_up_detach_says_what_could_not_start_and_why() -> None:
+    """Issue 15: a typo in a path and a syntax error: ``up --detach`` said
+    "daemon started" and exited 0, a call hung until its deadline, and a
+    failed upgrade hid its traceback in the logs."""
+    root = short_dir("zu")
+    (root / "syn").mkdir()
+    (root / "syn" / "main.py").write_text(SYNTAX_ERROR)
+    broken = root / "echo-2"  # a release of echo that cannot import
+    shutil.copytree(EXAMPLES / "echo", broken, ignore=shutil.ignore_patterns("__pycache__"))
+    main = broken / "main.py"
+    main.write_text(main.read_text().replace("import os\n", "import os\nimport not_a_module\n"))
+    config = root / "zskill.toml"
+    write_config(
+        config,
+        {
+            "echo": example("echo"),
+            "bad": example("echo", path=str(root / "no-such-dir")),
+            "syn": {**example("echo", path="syn"), "backoff_s": 5},
+        },
+    )
+    pid = None
+    try:
+        up = zskill(config, "up", "--detach", timeout=60)
+        pid = int(up.stdout.split("pid ")[1].split(",")[0])
+        assert up.returncode == 1, up.stdout + up.stderr
+        out = up.stdout.splitlines()
+        assert re.match(r"echo +running +1\.0\.0 \(pid \d+\)$", out[1]), out
+        assert re.match(r"bad +backoff +start failed: cannot start .*no-such-dir", out[2]), out
+        assert "No such file or directory" in out[2]
+        assert re.match(r"syn +backoff +start failed: .* exited with code 1 before serving", out[3])
+        assert out[3].endswith("(SyntaxError: invalid syntax)")
+        assert "| SyntaxError: invalid syntax" in out[-1] and "|     def f(:" in up.stdout
+        assert "2 of 3 skills could not start (bad, syn)" in up.stderr
+        # The daemon keeps running the others.
+        assert zskill(config, "call", "echo", "say", "--json", '{"text": "hi"}').stdout == "hi\n"
+
+        # A call to a skill backing off fails at once, with the reason.
+        from orchestrator import Client, SkillUnavailable
+
+        with Client(config) as c:
+            t0 = time.monotonic()
+            with pytest.raises(SkillUnavailable) as refused:
+                c.call("syn", "say", {"text": "hi"}, timeout=30)
+            assert time.monotonic() - t0 < 1.0
+        assert "cannot start" in str(refused.value) and "SyntaxError" in str(refused.value)
+
+        # A failed upgrade shows the new process's traceback, in text and in --json.
+        failed = zskill(config, "upgrade", "echo", "--from", str(broken))
+        assert failed.returncode == 1
+        assert "upgrade failed at hello: the new process exited with code 1" in failed.stderr
+        assert "  | ModuleNotFoundError: No module named 'not_a_module'" in failed.stderr
+        as_json = json.loads(
+            zskill(config, "upgrade", "echo", "--from", str(broken), "--json").stdout
+        )
+        tail = as_json["error"]["details"]["stderr_tail"]
+        assert tail[0] == "Traceback (most recent call last):"
+        assert tail[-1] == "ModuleNotFoundError: No module named 'not_a_module'"
+        assert as_json["serving"] == "1.0.0 still serving"
+    finally:
+        zskill(config, "down")
+        if pid is not None:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                for child in proc.children(recursive=True):
+                    child.kill()
+                proc.kill()
+        shutil.rmtree(root, ignore_errors=True)

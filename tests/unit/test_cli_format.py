@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,41 @@ def test_reload_line_says_what_happened_to_each_skill() -> None:
         "  ! echo         not restarted (command): the new process exited with code 1 before "
         "serving (step hello): version 1.0.0, pid 42"
     )
+
+
+def test_startup_report_says_why_a_skill_does_not_serve() -> None:
+    from orchestrator.cli.startup import Startup, report_lines
+
+    def st(name: str, state: str, **more: Any) -> Any:
+        return {"name": name, "state": state, "version": "1.0.0", "pid": 42, **more}
+
+    startup = Startup(
+        [
+            st("echo", "running"),
+            st("syn", "backoff", last_exit="start failed: exited (SyntaxError: x)",
+               last_stderr=["  File 'main.py'", "SyntaxError: x"]),
+            st("slow", "starting"),
+            st("off", "stopped"),
+        ],
+        wanted=frozenset({"echo", "syn", "slow"}),
+        waited_s=15.2,
+        timed_out=True,
+    )  # fmt: skip
+    assert report_lines(startup) == [
+        "echo  running   1.0.0 (pid 42)",
+        "syn   backoff   start failed: exited (SyntaxError: x)",
+        "      |   File 'main.py'",
+        "      | SyntaxError: x",
+        "slow  starting  not ready after 15 s",
+        "off   stopped   (autostart = false)",
+    ]
+    assert [s["name"] for s in startup.failed()] == ["syn", "slow"]
+
+
+def test_stderr_lines_of_a_failure() -> None:
+    assert fmt.stderr_lines({"stderr_tail": ["Traceback:", "E: x"]}) == [
+        "the new process's last stderr lines:",
+        "  | Traceback:",
+        "  | E: x",
+    ]
+    assert fmt.stderr_lines({}) == fmt.stderr_lines({"stderr_tail": []}) == []

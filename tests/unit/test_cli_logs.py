@@ -266,3 +266,21 @@ def test_follow_stops_when_asked(run_dir: Path) -> None:
 
     assert list(cl.follow(follower, cl.record_filter(), poll_s=0.001, stop=stop)) == []
     follower.close()
+
+
+def test_a_capture_keeps_the_last_stderr_lines_bounded(run_dir: Path) -> None:
+    """What a failed start shows comes from memory, not from reading the log back."""
+    from orchestrator._daemon.logfiles import TAIL_LINE_CHARS, TAIL_LINES, new_tail
+
+    log = LogFile(cl.log_path(run_dir, "echo"), max_bytes=1 << 20, keep=1)
+    tail = new_tail()
+    cap = StreamCapture(log, "err", pid=1, version="", tail=tail)
+    try:
+        cap.feed(b"".join(f"line {i}\n".encode() for i in range(TAIL_LINES + 5)))
+        cap.feed(b"x" * 1000 + b"\nSyntaxError: x")
+        cap.flush()
+        assert len(tail) == TAIL_LINES
+        assert tail[0] == "line 7" and tail[-1] == "SyntaxError: x"
+        assert len(tail[-2]) == TAIL_LINE_CHARS and tail[-2].endswith("...")
+    finally:
+        log.close()

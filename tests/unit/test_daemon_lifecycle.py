@@ -257,10 +257,43 @@ def test_a_skill_that_cannot_start_says_why_not_that_an_old_version_serves(
     status = h.sup.status(h.rt, h.clock())
     assert status["state"] == "errored"
     last = status["last_exit"] or ""
-    assert last.startswith("cannot start `"), last
+    assert last.startswith("start failed: cannot start `"), last
     assert "No such file or directory" in last and "keeps serving" not in last
     (errored,) = [e for e in h.events.query("echo", 100) if e["type"] == "errored"]
     assert errored["data"]["last_exit"] == last
+
+
+def test_a_failed_start_says_why_and_its_calls_fail_at_once(h: Harness) -> None:
+    """Issue 15: a skill that cannot start kept calls waiting through its
+    retries until their deadlines; its last exit did not say why."""
+    h.router.accept(b"c", 1, "echo", "say", b"", 60.0, h.clock())  # waits for the start
+    h.life.start(h.rt)
+    proc = h.newest()
+    traceback = ["Traceback (most recent call last):", '  File "main.py", line 3', "SyntaxError: x"]
+    proc.err_tail.extend(traceback)  # what the capture of its stderr kept
+    h.exit(proc, 1)
+    status = h.sup.status(h.rt, h.clock())
+    assert status["state"] == "backoff"
+    assert status["last_exit"] == (
+        "start failed: the new process exited with code 1 before serving (SyntaxError: x)"
+    )
+    assert status["last_stderr"] == traceback
+    (rolled_back,) = [e for e in h.events.query("echo", 100) if e["type"] == "rolled_back"]
+    assert rolled_back["data"]["stderr_tail"] == traceback
+    # The call that waited, and one made during the backoff: answered at once, with why.
+    h.router.accept(b"c", 2, "echo", "say", b"", 60.0, h.clock())
+    assert [a[0] for a in h.io_answers.answered] == [1, 2]
+    for _, error, _ in h.io_answers.answered:
+        assert error is not None and error.type == "SkillUnavailable"
+        assert "cannot start: start failed" in error.message and "(SyntaxError: x)" in error.message
+        assert "next try in 0.5 s" in error.message
+    # The retry serves: calls are taken again.
+    h.clock.now += 1.0
+    h.life.tick(h.clock())
+    h.hello(h.newest())
+    assert h.sup.status(h.rt, h.clock())["state"] == "running"
+    h.router.accept(b"c", 3, "echo", "say", b"", 60.0, h.clock())
+    assert len(h.io_answers.answered) == 2 and len(h.io_answers.sent) == 1
 
 
 def test_no_ready_event_for_an_upgrade_stopped_while_it_drained(h: Harness) -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import EXIT_FAILED, CliError
 from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, connect, load, seconds
+
+if TYPE_CHECKING:
+    from ..._config import Config
 
 
 def up(
@@ -77,6 +80,25 @@ def up(
         argv.append("--watch")
     pid = start_detached(cfg, argv=argv, timeout_s=timeout)
     typer.echo(f"zskill daemon started (pid {pid}, run dir {cfg.run_dir})")
+    _report_startup(cfg)
+
+
+def _report_startup(cfg: Config) -> None:
+    """Wait (bounded) for every autostart skill, print each one's state, and
+    exit 1 naming those that could not start; the daemon runs on."""
+    from ..startup import report_lines, wait_ready
+
+    with connect(cfg) as client:
+        startup = wait_ready(client, cfg)
+    for line in report_lines(startup):
+        typer.echo(line)
+    failed = startup.failed()
+    if failed:
+        names = ", ".join(s["name"] for s in failed)
+        raise CliError(
+            f"{len(failed)} of {len(startup.statuses)} skills could not start ({names}); "
+            "the daemon keeps running the others (`zskill down` stops it)"
+        )
 
 
 def down(

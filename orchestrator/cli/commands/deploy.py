@@ -32,7 +32,7 @@ def _deploy(
     finishes, then the report (or the error) as the last line."""
     from ipc import UpgradeFailed
 
-    from ..format import to_json, upgrade_summary
+    from ..format import stderr_lines, to_json, upgrade_summary
     from ..render import ProgressPrinter, console
 
     if as_json and as_jsonl:
@@ -73,6 +73,8 @@ def _deploy(
                 typer.echo(to_json(doc, indent=2 if as_json else None))
             else:
                 typer.secho(_failure_line(op, exc.message, exc.details), err=True, fg="red")
+                for line in stderr_lines(exc.details):
+                    typer.echo(line, err=True)
                 then = "rolled back; " if op == "upgrade" else ""
                 typer.echo(f"{then}{serving}", err=True)
             raise typer.Exit(EXIT_FAILED) from None

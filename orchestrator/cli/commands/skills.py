@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from ..errors import UsageError
+from ..errors import EXIT_FAILED, UsageError
 from ..options import DEFAULT_CONFIG, ConfigOpt, JsonOut, SkillArg, connect, load, seconds
 
 if TYPE_CHECKING:
@@ -133,6 +133,8 @@ DONE = {"start": "started", "stop": "stopped", "restart": "restarted"}
 
 
 def _lifecycle(op: str, skill: str, config: Path, as_json: bool) -> None:
+    from ipc import ControlError
+
     from ..format import status_line, to_json
 
     cfg = load(config)
@@ -143,7 +145,14 @@ def _lifecycle(op: str, skill: str, config: Path, as_json: bool) -> None:
             "restart": client.restart,
         }
         t0 = time.monotonic()
-        status = cast("SkillStatus", ops[op](skill))
+        try:
+            status = cast("SkillStatus", ops[op](skill))
+        except ControlError as exc:
+            if not as_json:
+                raise  # one line, and the new process's stderr tail (app._report)
+            error = {"type": type(exc).__name__, "message": exc.message, "details": exc.details}
+            typer.echo(to_json({"ok": False, "error": error}, indent=2))
+            raise typer.Exit(EXIT_FAILED) from None
         elapsed_s = time.monotonic() - t0
     if as_json:
         typer.echo(to_json(status, indent=2))
