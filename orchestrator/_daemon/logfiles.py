@@ -12,7 +12,11 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+
+Echo = Callable[[str, str, int, str], None]
+"""Where a capture's lines go besides the log: (stream, version, pid, text)."""
 
 MAX_LINE = 16384
 """A longer line is split; a skill printing megabytes without a newline
@@ -67,14 +71,21 @@ class LogFile:
 class StreamCapture:
     """Turns the bytes read from one pipe into log records, one per line."""
 
-    __slots__ = ("_buf", "_log", "_tail", "pid", "stream", "version")
+    __slots__ = ("_buf", "_echo", "_log", "_tail", "pid", "stream", "version")
 
     def __init__(
-        self, log: LogFile, stream: str, pid: int, version: str, tail: deque[str] | None = None
+        self,
+        log: LogFile,
+        stream: str,
+        pid: int,
+        version: str,
+        tail: deque[str] | None = None,
+        echo: Echo | None = None,
     ) -> None:
         self._log = log
         self._buf = b""
         self._tail = tail  # where the last lines go too (stderr's), if anywhere
+        self._echo = echo  # a foreground viewer's tap, if any
         self.stream = stream
         self.pid = pid
         self.version = version
@@ -105,6 +116,8 @@ class StreamCapture:
                 "line": text,
             }
         )
+        if self._echo is not None:
+            self._echo(self.stream, self.version, self.pid, text)
         if self._tail is not None:
             cut = text if len(text) <= TAIL_LINE_CHARS else text[: TAIL_LINE_CHARS - 3] + "..."
             self._tail.append(cut)

@@ -18,11 +18,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import logging.handlers
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -41,6 +39,7 @@ from .events import EventLog
 from .jobs import ThreadJobs
 from .keyed import KeyedCalls
 from .lifecycle import Lifecycle
+from .logsetup import DaemonLog
 from .memory import MemoryGuard
 from .process import Processes
 from .releases import ReleaseStore
@@ -50,6 +49,7 @@ from .sampler import Sampler
 from .sockets import Sockets
 from .stats import skill_failed
 from .supervisor import SupervisorIo
+from .tap import Tap
 from .watch import FileWatch
 
 if TYPE_CHECKING:
@@ -65,10 +65,16 @@ KILL_WAIT_S = 5.0  # after the shutdown deadline's SIGKILL, before giving up
 
 class Daemon:
     def __init__(
-        self, config: Config, processes: Processes = process, *, watch_all: bool = False
+        self,
+        config: Config,
+        processes: Processes = process,
+        *,
+        watch_all: bool = False,
+        tap: Tap | None = None,
     ) -> None:
         config = watching_all(config) if watch_all else config  # zskill up --watch
         self.config = config
+        self.tap = tap  # a foreground viewer's copy of events and output
         self.run_dir = config.run_dir
         self.layout = RunDir(self.run_dir)
         self.endpoints = self.layout.endpoints
@@ -81,7 +87,8 @@ class Daemon:
         self._pid_fd: int | None = None
         self.metrics: Metrics | None = None  # started by run() when metrics_port is set
         self._lock_run_dir()
-        self._setup_logging()
+        # The view of a foreground `zskill up` shows the events instead of the log.
+        self.daemon_log = DaemonLog(self.layout, config, to_stderr=tap is None)
         self.sockets = Sockets(config, self.layout)
         # One poller for everything: the sockets now, skill pipes and the
         # signal pipe as they come (_watch_fd).
@@ -96,6 +103,7 @@ class Daemon:
             watch_fd=self._watch_fd,
             workers_endpoint=self.endpoints.workers,
             processes=processes,
+            on_line=tap.line if tap is not None else None,
         )
         # Copies and hashes of skill code run off this thread (see .jobs).
         self.jobs = ThreadJobs(self._watch_fd)
@@ -165,26 +173,6 @@ class Daemon:
         # We hold the lock, so any socket file left here is from a crashed daemon.
         for p in self.endpoints.paths():
             p.unlink(missing_ok=True)
-
-    def _setup_logging(self) -> None:
-        self.layout.logs.mkdir(parents=True, exist_ok=True)
-        root = logging.getLogger("zskill")
-        root.setLevel(logging.INFO)
-        handler = logging.handlers.RotatingFileHandler(
-            self.layout.daemon_log,
-            maxBytes=self.config.daemon.log_max_bytes,
-            backupCount=self.config.daemon.log_keep,
-        )
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-        self._log_handler = handler
-        if sys.stderr.isatty():
-            err = logging.StreamHandler()
-            err.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-            root.addHandler(err)
-            self._err_handler: logging.Handler | None = err
-        else:
-            self._err_handler = None
 
     # --- the loop ----------------------------------------------------------------
 
@@ -318,6 +306,8 @@ class Daemon:
     def _publish(self, ev: Event) -> None:
         if self.metrics is not None:
             self.metrics.on_event(ev)
+        if self.tap is not None:
+            self.tap.event(ev)
         self.sockets.publish(ev)
 
     # --- shutdown, in three steps ----------------------------------------------
@@ -378,18 +368,15 @@ class Daemon:
                 self.layout.pid_file.unlink()
             os.close(self._pid_fd)
         log.info("zskilld %d stopped", os.getpid())
-        root = logging.getLogger("zskill")
-        for h in (self._log_handler, self._err_handler):
-            if h is not None:
-                root.removeHandler(h)
-                h.close()
+        self.daemon_log.close()
 
 
 def _noop(signum: int, frame: object) -> None:
     """Signals are handled in the loop; the wakeup fd carries them there."""
 
 
-def serve(config: Config, *, watch_all: bool = False) -> None:
+def serve(config: Config, *, watch_all: bool = False, tap: Tap | None = None) -> None:
     """Run the daemon in the foreground until it is shut down; ``watch_all``:
-    upgrade any skill whose files change (``zskill up --watch``)."""
-    Daemon(config, watch_all=watch_all).run()
+    upgrade any skill whose files change (``zskill up --watch``); with
+    ``tap``, a copy of its events and its skills' output goes there."""
+    Daemon(config, watch_all=watch_all, tap=tap).run()

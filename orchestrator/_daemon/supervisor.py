@@ -63,12 +63,15 @@ class SupervisorIo:
     """How the supervisor reaches its processes: the workers socket (``send``
     by instance id; False when the message could not go out), the daemon's
     poller (``watch_fd``: a handler for a readable fd, or None to stop), the
-    endpoint skills connect to, and the OS."""
+    endpoint skills connect to, the OS, and who else sees each output line
+    (``on_line(skill, stream, version, pid, text)``)."""
 
     send: Send
     watch_fd: WatchFd
     workers_endpoint: str
     processes: Processes = process
+    # Every line a skill prints, also here (a foreground viewer's tap).
+    on_line: Callable[[str, str, str, int, str], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,7 @@ class Supervisor:
         self._watch_fd = io.watch_fd
         self._endpoint = io.workers_endpoint
         self._os = io.processes
+        self._on_line = io.on_line
         self._listener = listener
         self.skills: dict[str, SkillRuntime] = {}
         self.procs: dict[str, Proc] = {}  # by instance id, every live process
@@ -152,7 +156,8 @@ class Supervisor:
         for fd, stream in ((child.stdout_fd, "out"), (child.stderr_fd, "err")):
             if fd is not None:
                 tail = proc.err_tail if stream == "err" else None
-                proc.captures[fd] = StreamCapture(rt.log, stream, child.pid, "", tail)
+                echo = functools.partial(self._on_line, rt.name) if self._on_line else None
+                proc.captures[fd] = StreamCapture(rt.log, stream, child.pid, "", tail, echo)
                 self._watch_fd(fd, functools.partial(self._read_pipe, proc, fd))
         rt.procs[inst_id] = proc
         self.procs[inst_id] = proc

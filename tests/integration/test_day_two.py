@@ -8,6 +8,7 @@ import contextlib
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +18,15 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import EXAMPLES, example, running_daemon, short_dir, wait_for, write_config
+from helpers import (
+    EXAMPLES,
+    example,
+    running_daemon,
+    short_dir,
+    variant,
+    wait_for,
+    write_config,
+)
 
 from orchestrator import InvalidArguments, RemoteError, ToolNotFound, UpgradeInProgress
 
@@ -161,4 +170,64 @@ def test_up_detach_says_what_could_not_start_and_why() -> None:
                 for child in proc.children(recursive=True):
                     child.kill()
                 proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+TALKER = """
+import sys as _sys
+
+
+@skill.tool()
+def shout(text: str) -> str:
+    \"\"\"Print text on stdout and again on stderr.\"\"\"
+    print(f"out {text}", flush=True)
+    print(f"err {text}", file=_sys.stderr, flush=True)
+    return text
+"""
+
+
+def test_foreground_up_shows_events_and_output_and_says_what_ctrl_c_stopped() -> None:
+    root = short_dir("zf")
+    try:
+        talker = variant(root, "talker", version="2.0.0", extra=TALKER)
+        config = root / "zskill.toml"
+        write_config(config, {"echo": example("echo", path=str(talker))})
+        for quiet in (False, True):
+            out_path, err_path = root / f"out-{quiet}", root / f"err-{quiet}"
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                argv = [*ZSKILL, "up", "--config", str(config), *(["--quiet"] if quiet else [])]
+                proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=root)
+            try:
+                from orchestrator import Client
+
+                with Client(config) as c:
+                    wait_for(lambda: c.call("echo", "shout", {"text": "hi"}) == "hi", 30)
+                    pid = next(s["pid"] for s in c.list() if s["name"] == "echo")
+                if not quiet:
+                    wait_for(
+                        lambda p=out_path: "err hi" in p.read_text(),  # type: ignore[misc]
+                        10,
+                        what="the output",
+                    )
+                proc.send_signal(signal.SIGINT)  # Ctrl-C
+                assert proc.wait(30) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+            shown = out_path.read_text().splitlines()
+            said = err_path.read_text()
+            if quiet:
+                assert shown == [] and "zskill daemon stopped" in said
+                continue
+            assert any(
+                re.fullmatch(r"zskilld +● serving .*zskill\.toml \(pid \d+\)", s) for s in shown
+            )
+            assert f"echo 2.0.0  ● ready (pid {pid})" in shown, shown
+            assert "echo 2.0.0  | out hi" in shown and "echo 2.0.0  | err hi" in shown
+            assert "zskilld     ● shutting down: every skill drains, then stops" in shown
+            assert "echo 2.0.0  ● exited with code 0" in shown
+            assert f"zskill daemon stopped; stopped echo 2.0.0 (pid {pid})" in said
+            assert not psutil.pid_exists(pid)
+    finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -47,6 +47,12 @@ def up(
             help="Upgrade a skill in place whenever its files change (as watch = true for all).",
         ),
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="In the foreground: do not show events and the skills' output."
+        ),
+    ] = False,
 ) -> None:
     """Start the daemon (in the foreground unless --detach)."""
     cfg = load(config)
@@ -58,13 +64,7 @@ def up(
         daemon = cfg.daemon.model_copy(update={"metrics_port": metrics_port})
         cfg = dataclasses.replace(cfg, daemon=daemon)
     if not detach:
-        from ..._daemon.loop import serve
-
-        typer.echo(
-            f"zskill daemon starting (pid {os.getpid()}, run dir {cfg.run_dir}); Ctrl-C stops it",
-            err=True,
-        )
-        serve(cfg, watch_all=watch)
+        _foreground(cfg, quiet=quiet, watch=watch)
         return
     from ..daemon import ping_quietly, start_detached
 
@@ -73,7 +73,8 @@ def up(
         raise CliError(
             f"a zskill daemon already runs on {cfg.run_dir} (pid {running.get('pid', '?')})"
         )
-    argv = [sys.executable, "-m", "orchestrator", "up", "--config", str(cfg.path)]
+    # --quiet: the skills' output is in their logs, not in zskilld.out too.
+    argv = [sys.executable, "-m", "orchestrator", "up", "--quiet", "--config", str(cfg.path)]
     if metrics_port is not None:
         argv += ["--metrics-port", str(metrics_port)]
     if watch:
@@ -81,6 +82,32 @@ def up(
     pid = start_detached(cfg, argv=argv, timeout_s=timeout)
     typer.echo(f"zskill daemon started (pid {pid}, run dir {cfg.run_dir})")
     _report_startup(cfg)
+
+
+def _foreground(cfg: Config, *, quiet: bool, watch: bool) -> None:
+    """Run the daemon here until Ctrl-C (or ``zskill down``), showing what
+    happens unless ``quiet``, then say what the shutdown stopped."""
+    from ..._daemon.loop import serve
+
+    typer.echo(
+        f"zskill daemon starting (pid {os.getpid()}, run dir {cfg.run_dir}); Ctrl-C stops it",
+        err=True,
+    )
+    if quiet:
+        serve(cfg, watch_all=watch)
+        typer.echo("zskill daemon stopped", err=True)
+        return
+    from ..._daemon.tap import Tap
+    from ..foreground import ForegroundView
+
+    tap = Tap()
+    view = ForegroundView(tap).start()
+    try:
+        serve(cfg, watch_all=watch, tap=tap)
+    finally:
+        view.close()
+    what = ", ".join(view.stopped) if view.stopped else "no skill was running"
+    typer.echo(f"zskill daemon stopped; stopped {what}", err=True)
 
 
 def _report_startup(cfg: Config) -> None:
