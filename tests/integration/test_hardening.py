@@ -404,7 +404,7 @@ def test_a_skill_whose_path_is_gone_says_why_it_errored() -> None:
             )
             last = st["last_exit"] or ""
             assert "keeps serving" not in last
-            assert last.startswith("cannot start `") and str(gone) in last, last
+            assert last.startswith("start failed: cannot start `") and str(gone) in last, last
             listing = zskill(zs.config, "list", env={})
             assert "keeps serving" not in listing.stdout
     finally:
