@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import jsonschema
+import mcp.types as types
 import psutil
 import pytest
 from helpers import Daemon, example, running_daemon, short_dir, variant, write_config
@@ -164,6 +165,51 @@ async def _strict_schemas(d: Daemon) -> None:
                 CALL_TOOL, {"skill": "echo", "tool": "say", "arguments": '{"text": "hi"}'}
             )
             assert not said.is_error and said.content[0].text == "hi"  # type: ignore[union-attr]
+    finally:
+        stop_pids(pids | bridge_pids(d))
+
+
+@pytest.mark.timeout(60)
+def test_agents_sdk_with_a_tools_cache_hears_the_change() -> None:
+    """README's setting for the Agents SDK with cache_tools_list=True: the
+    bridge with --protocol legacy (the SDK's client would otherwise open a
+    2026-07-28 session and never listen) and a message_handler that
+    invalidates the cache on the change notice."""
+    pytest.importorskip("agents", reason="openai-agents (the hosts extra)")
+    with running_daemon({"slow": example("slow")}) as d:
+        d.wait_running("slow")
+        v2 = variant(d.root, "slow-v2", base="slow", extra=NAP, replace=SLEEP_V2)
+        anyio.run(_agents_cache, d, v2)
+
+
+async def _agents_cache(d: Daemon, v2: Path) -> None:
+    from agents.mcp import MCPServerStdio
+
+    server: Any = None
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            server.invalidate_tools_cache()
+
+    server = MCPServerStdio(
+        params={
+            "command": sys.executable,
+            "args": bridge_argv(d, "--protocol", "legacy"),
+            "env": dict(os.environ),
+        },
+        cache_tools_list=True,
+        message_handler=on_message,
+    )
+    pids: set[int] = set()
+    try:
+        async with server:
+            pids = bridge_pids(d)
+            assert "slow__nap" not in {t.name for t in await server.list_tools()}
+            zs = d.client()
+            await anyio.to_thread.run_sync(zs.upgrade, "slow", v2)
+            with anyio.fail_after(20):
+                while "slow__nap" not in {t.name for t in await server.list_tools()}:
+                    await anyio.sleep(0.05)
     finally:
         stop_pids(pids | bridge_pids(d))
 
