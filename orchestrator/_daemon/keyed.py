@@ -46,6 +46,7 @@ from ipc import (
     KeyConflict,
     Message,
     OutcomeUnknown,
+    SkillOverloaded,
     SkillUnavailable,
     WireError,
     ZskillError,
@@ -151,6 +152,17 @@ class KeyedCalls:
         if e is None:
             self._first(ident, msg, d, timeout_s, now)
         elif e.state is KeyState.RUNNING:
+            bound = self.router.queue(skill).max_queued
+            if bound is not None and len(e.waiters) >= bound:  # a flood of duplicates
+                err2 = SkillOverloaded(
+                    f"{len(e.waiters)} calls with key {key!r} already wait for the first "
+                    f"(max_queued = {bound}); try again later",
+                    skill=skill,
+                    key=key,
+                    max_queued=bound,
+                )
+                self._reply(ident, msg.req_id, "", err2.to_wire())
+                return
             w = Waiter(ident, msg.req_id, now + timeout_s, now)
             e.waiters.append(w)
             heapq.heappush(self._deadlines, (w.deadline, next(self._seq), w, e))
@@ -279,6 +291,9 @@ class KeyedCalls:
     # --- deadlines of waiters ----------------------------------------------------
 
     def expire(self, now: float) -> None:
+        """Waiters past their deadline get CallTimeout; a due fsync starts."""
+        if self.store is not None:
+            self.store.flush(now)
         heap = self._deadlines
         while heap and heap[0][0] <= now:
             _, _, w, e = heapq.heappop(heap)

@@ -16,9 +16,10 @@ instant leaves at worst a torn last record, which fails its length or crc
 check and is cut off when the file is next read.
 
 Only small writes happen on the daemon's thread. ``fsync`` (against a
-machine crash; a killed daemon loses nothing the kernel already has) and
-compaction (the live records rewritten to a new file, which then replaces
-the old one with a rename) run as jobs (:mod:`.jobs`).
+machine crash; a killed daemon loses nothing the kernel already has; at
+most one every ``SYNC_EVERY_S``) and compaction (the live records
+rewritten to a new file, which then replaces the old one with a rename)
+run as jobs (:mod:`.jobs`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +49,8 @@ MAGIC = b"ZSKEYS1\n"
 _HEAD = struct.Struct("<II")
 COMPACT_MIN_BYTES = 1 << 20
 """The file is rewritten once it is over this size and twice what is live."""
+SYNC_EVERY_S = 0.1
+"""At most one fsync this often: what a machine crash may lose, at worst."""
 
 
 class RecordKind(IntEnum):
@@ -152,7 +156,9 @@ class KeyStore:
         self._fd = -1
         self.size = 0  # bytes in the file
         self._syncing = False
-        self._dirty = False
+        self._dirty = False  # written since the last fsync began
+        self._last_sync = -SYNC_EVERY_S
+        self._new_entry = True  # the directory entry is not synced yet
         self._compacting: list[bytes] | None = None  # appended while a rewrite runs
         self._closed = False
 
@@ -270,23 +276,30 @@ class KeyStore:
         self._sync_soon()
 
     def _sync_soon(self) -> None:
-        """fsync off the daemon's thread, one at a time: appends made while
-        one runs are covered by the next."""
-        if self._syncing:
-            self._dirty = True
+        self._dirty = True
+        self.flush(time.monotonic())
+
+    def flush(self, now: float) -> None:
+        """fsync off the daemon's thread, when due: something written since
+        the last, none running, and at most one every SYNC_EVERY_S (a burst
+        of calls costs a few fsyncs a second, not one each). The daemon's
+        loop calls this as it goes (through KeyedCalls.expire)."""
+        if not self._dirty or self._syncing or self._fd < 0 or now < self._last_sync + SYNC_EVERY_S:
             return
-        self._syncing, self._dirty = True, False
+        self._syncing, self._dirty, self._last_sync = True, False, now
         fd = os.dup(self._fd)  # the file may be swapped while the job waits
-        directory = str(self.path.parent)
+        directory = str(self.path.parent) if self._new_entry else None
+        self._new_entry = False
 
         def sync(cancelled: threading.Event) -> None:
             try:
                 os.fsync(fd)
-                dfd = os.open(directory, os.O_RDONLY)  # a rename is an entry of the directory
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                if directory is not None:  # the file was made or renamed: its entry too
+                    dfd = os.open(directory, os.O_RDONLY)
+                    try:
+                        os.fsync(dfd)
+                    finally:
+                        os.close(dfd)
             finally:
                 os.close(fd)
 
@@ -296,8 +309,6 @@ class KeyStore:
         self._syncing = False
         if exc is not None:
             log.warning("fsync of %s failed: %s", self.path, exc)
-        if self._dirty and not self._closed:
-            self._sync_soon()
 
     def close(self) -> None:
         """At shutdown: what was written is synced here, once."""

@@ -208,3 +208,13 @@ def test_a_key_too_short_or_too_long_is_refused(key: str) -> None:
     w = World()
     w.call(1, key=key)
     assert w.replies == [(1, "", "InvalidArguments", b"")] and w.sent == []
+
+
+def test_duplicates_waiting_are_bounded_by_max_queued() -> None:
+    w = World()
+    w.router.limit("a", 2)
+    for req in range(1, 5):
+        w.call(req)
+    assert w.replies == [(4, "", "SkillOverloaded", b"")]
+    w.result(w.sent[0])
+    assert sorted(r[0] for r in w.replies if r[2] is None) == [1, 2, 3]

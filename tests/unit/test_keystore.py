@@ -4,6 +4,7 @@ and the bounds, without a daemon."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,22 @@ def test_restore_makes_a_call_running_at_the_daemon_s_death_unknown() -> None:
         "lost": (KeyState.UNKNOWN, "RemoteError"),  # recorded as it was
     }
     assert book.get("echo", "done") is not None and book.get("echo", "done").payload == b"\xa2ok"  # type: ignore[union-attr]
+
+
+def test_fsync_runs_off_the_loop_at_most_once_per_interval(tmp_path: Path) -> None:
+    jobs = DeferredJobs()
+    store = KeyStore(tmp_path / "idempotency.log", jobs)
+    store.load()
+    for n in range(5):  # a burst
+        store.append(rec(RecordKind.DONE, f"k{n}").encode())
+    assert len(jobs.pending) == 1  # the first write's, at once
+    jobs.run_next()
+    now = time.monotonic()
+    store.flush(now)
+    assert jobs.pending == []  # the rest waits for the interval
+    store.flush(now + keystore.SYNC_EVERY_S)
+    assert len(jobs.pending) == 1
+    jobs.run_next()
+    store.flush(now + 10 * keystore.SYNC_EVERY_S)
+    assert jobs.pending == []  # nothing new written: nothing to sync
+    store.close()
