@@ -2,23 +2,29 @@
 """zskill's main job, end to end, on this machine.
 
 1. write a zskill.toml with three example skills and start the daemon;
-2. run a core agent loop: callers calling every skill without pause;
-3. upgrade `echo` live to a new release that adds a tool, while they call;
-4. try a broken release (its health check fails): it is rolled back and the
+2. start the core agent loop: a pydantic-ai agent (scripted model, no
+   network) running a durable task on the skills (scripts/demo_agent.py);
+3. upgrade `echo` live, mid-task, to a release that adds a tool: the agent
+   sees the new tool at its next step and calls it;
+4. SIGKILL the agent's loop process mid-task;
+5. try a broken release (its health check fails): it is rolled back and the
    running version keeps serving;
-5. report the calls made and failed, stop the daemon, and check that no
-   process is left behind.
+6. resume the task: it goes on from its last completed step, repeating no
+   tool call, and finishes; print its trajectory;
+7. stop the daemon, and check that no process is left behind.
 
-Exits non-zero if any call failed or any step did not do what it should.
+Exits non-zero if a tool call failed or any step did not do what it should.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,51 +47,26 @@ def zskill(*args: str, config: Path, check: bool = True) -> int:
     return code
 
 
-class CoreLoop:
-    """Stands in for an agent's core loop: callers that never stop calling."""
+def start_agent(config: Path, progress: Path) -> subprocess.Popen[bytes]:
+    """The core loop: ``zskill agent run`` in a process of its own (killable)."""
+    cmd = [sys.executable, "-m", "orchestrator", "agent", "run", "demo_agent:agent"]
+    cmd += ["survey the skills", "--task-id", "demo", "--config", str(config)]
+    console.print(f"[bold cyan]$ zskill {' '.join(cmd[3:-2])}[/]  (in the background)")
+    env = {**os.environ, "ZSKILL_CONFIG": str(config), "DEMO_PROGRESS": str(progress)}
+    return subprocess.Popen(cmd, cwd=REPO / "scripts", env=env, stdout=subprocess.DEVNULL)
 
-    WORK = (
-        ("echo", "say", {"text": "hello", "times": 2}),
-        ("clock", "now", {}),
-        ("slow", "work", {"ms": 2}),
-    )
 
-    def __init__(self, client: object, callers: int = 3) -> None:
-        self.client = client
-        self.calls = 0
-        self.failed: list[str] = []
-        self.versions: dict[str, set[str]] = {}
-        self.latencies: list[float] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(callers)]
-
-    def start(self) -> None:
-        for t in self._threads:
-            t.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
-
-    def _run(self, offset: int) -> None:
-        i = offset
-        while not self._stop.is_set():
-            skill, tool, args = self.WORK[i % len(self.WORK)]
-            i += 1
-            t0 = time.perf_counter()
-            try:
-                r = self.client.call_detailed(skill, tool, args, timeout=30)  # type: ignore[attr-defined]
-            except Exception as exc:
-                with self._lock:
-                    self.calls += 1
-                    self.failed.append(f"{skill}.{tool}: {type(exc).__name__}: {exc}")
-                continue
-            with self._lock:
-                self.calls += 1
-                self.latencies.append(time.perf_counter() - t0)
-                self.versions.setdefault(skill, set()).add(r.version)
+def wait_steps(progress: Path, n: int, loop: subprocess.Popen[bytes], timeout_s: float = 60) -> int:
+    """Wait until the agent has made ``n`` model requests; how many it made."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        made = len(progress.read_text().splitlines()) if progress.exists() else 0
+        if made >= n:
+            return made
+        if loop.poll() is not None:
+            raise SystemExit(f"the agent loop exited early (code {loop.returncode})")
+        time.sleep(0.05)
+    raise SystemExit(f"the agent made fewer than {n} steps in {timeout_s} s")
 
 
 def gone(pid: int, timeout_s: float = 5.0) -> bool:
@@ -99,6 +80,32 @@ def gone(pid: int, timeout_s: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def check_trajectory(config: Path) -> bool:
+    """The task finished, every tool call succeeded, the upgrade shows in it."""
+    out = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "task", "show", "demo", "--json", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    task = json.loads(out.stdout)
+    tools = [s for s in task["trajectory"] if s["kind"] == "tool"]
+    echo = {s["skill_version"] for s in tools if s["name"].startswith("echo__")}
+    table = Table(title="the agent's task")
+    for col in ("state", "tool calls", "failed", "echo versions served", "shout called"):
+        table.add_column(col)
+    failed = [s for s in tools if s["outcome"] != "ok"]
+    shout = any(s["name"] == "echo__shout" for s in tools)
+    table.add_row(
+        task["state"], str(len(tools)), str(len(failed)), ", ".join(sorted(echo)), str(shout)
+    )
+    console.print(table)
+    good = task["state"] == "done" and not failed and echo == {"1.0.0", "2.0.0"} and shout
+    if not good:
+        console.print("[red]the task did not do what it should")
+    return good
 
 
 def new_release(parent: Path) -> Path:
@@ -134,6 +141,8 @@ def main() -> int:
     console.print(f"config: {config}")
     ok = True
     daemon_pid = None
+    loop: subprocess.Popen[bytes] | None = None
+    loop_pid = None
     try:
         zskill("up", "--detach", config=config)
         client = Client(config)
@@ -145,14 +154,24 @@ def main() -> int:
             time.sleep(0.05)
         zskill("list", config=config)
 
-        loop = CoreLoop(client)
-        loop.start()
-        console.print("\n[bold]core loop[/] calling echo, clock and slow without pause...")
-        time.sleep(1.0)  # let the loop build up a baseline before upgrading
+        progress = root / "progress.txt"
+        console.print(
+            "\n[bold]the core loop[/]: an agent (pydantic-ai, scripted model) on the skills"
+        )
+        loop = start_agent(config, progress)
+        loop_pid = loop.pid
+        wait_steps(progress, 5, loop)
 
-        console.print("\n[bold]live upgrade[/] of echo to a release that adds a tool:")
+        console.print("\n[bold]live upgrade[/] of echo, mid-task, to a release that adds a tool:")
         zskill("upgrade", "echo", "--from", str(new_release(root)), config=config)
-        console.print(f"echo.shout -> {client.call('echo', 'shout', {'text': 'upgraded'})!r}")
+        made = wait_steps(progress, len(progress.read_text().splitlines()) + 4, loop)
+
+        console.print(
+            f"\n[bold]SIGKILL[/] of the agent loop (pid {loop.pid}) mid-task, at step {made}:"
+        )
+        loop.send_signal(signal.SIGKILL)
+        loop.wait()
+        zskill("tasks", config=config)
 
         console.print("\n[bold]a broken release[/] (health check fails) must be rolled back:")
         code = zskill(
@@ -166,25 +185,29 @@ def main() -> int:
         if code == 0:
             console.print("[red]the broken release was accepted[/]")
             ok = False
-        time.sleep(0.5)
-        loop.stop()
 
-        lat = sorted(loop.latencies)
-        table = Table(title="core loop during the upgrades")
-        for col in ("calls", "failed", "p50 ms", "p99 ms", "echo versions served"):
-            table.add_column(col)
-        table.add_row(
-            str(loop.calls),
-            str(len(loop.failed)),
-            f"{lat[len(lat) // 2] * 1000:.2f}" if lat else "-",
-            f"{lat[int(len(lat) * 0.99)] * 1000:.2f}" if lat else "-",
-            ", ".join(sorted(loop.versions.get("echo", set()))),
+        console.print("\n[bold]resume[/]: the task goes on from its last completed step")
+        env_agent = {**os.environ, "ZSKILL_CONFIG": str(config), "DEMO_PROGRESS": str(progress)}
+        resumed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "task",
+                "resume",
+                "demo",
+                "--config",
+                str(config),
+            ],
+            cwd=REPO / "scripts",
+            env=env_agent,
+            check=False,
         )
-        console.print(table)
-        for f in loop.failed[:10]:
-            console.print(f"[red]failed: {f}")
-        if loop.failed or loop.versions.get("echo") != {"1.0.0", "2.0.0"}:
+        if resumed.returncode != 0:
+            console.print(f"[red]resume failed (exit {resumed.returncode})")
             ok = False
+        zskill("task", "show", "demo", config=config)
+        ok = check_trajectory(config) and ok
         version = next(s for s in client.list() if s["name"] == "echo")["version"]
         if version != "2.0.0":
             console.print(f"[red]echo serves {version}, expected 2.0.0")
@@ -192,7 +215,13 @@ def main() -> int:
         zskill("events", "--skill", "echo", "-n", "12", config=config)
         client.close()
     finally:
+        if loop is not None and loop.poll() is None:
+            loop.kill()
+            loop.wait()
         zskill("down", config=config, check=False)
+        if loop_pid is not None and not gone(loop_pid):
+            console.print(f"[red]agent loop {loop_pid} still running")
+            ok = False
         if daemon_pid is not None and not gone(daemon_pid):
             console.print(f"[red]daemon {daemon_pid} still running")
             ok = False
