@@ -247,3 +247,101 @@ def test_bad_input_is_a_clear_error(ledger_daemon: tuple[Daemon, Path]) -> None:
     )
     unreachable = zskill(d, "tasks")
     assert unreachable.returncode == 2 and "cannot open the task database" in unreachable.stderr
+
+
+class FakeOpenAI:
+    """A local OpenAI-compatible endpoint (the Responses API): it asks for
+    ledger__record twice, then answers; it keeps every request it got."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append({"path": self.path, "body": body})
+                reply = json.dumps(fake.reply(body)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A Responses API answer (what ``openai:`` models speak)."""
+        results = [i for i in body["input"] if i.get("type") == "function_call_output"]
+        if len(results) < 2:
+            n = len(results)
+            item: dict[str, Any] = {
+                "type": "function_call",
+                "id": f"fc_{n}",
+                "call_id": f"call_{n}",
+                "name": "ledger__record",
+                "arguments": json.dumps({"step": n}),
+                "status": "completed",
+            }
+        else:
+            text = f"done: {results[-1]['output']}"
+            item = {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        return {
+            "id": f"resp_{len(self.requests)}",
+            "object": "response",
+            "created_at": 0,
+            "status": "completed",
+            "model": body["model"],
+            "output": [item],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": 10,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 5,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 15,
+            },
+        }
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_openai_model_through_a_compatible_endpoint(ledger_daemon: tuple[Daemon, Path]) -> None:
+    d, ledger = ledger_daemon
+    fake = FakeOpenAI()
+    try:
+        env = loop_env(d, AGENT_MODEL="openai", OPENAI_BASE_URL=fake.url, OPENAI_API_KEY="test")
+        proc = start_loop(d, "t-openai", env)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        fake.close()
+    assert proc.returncode == 0, out
+    assert "done: recorded 1 on 1.0.0" in out
+    assert [line.split()[0] for line in lines(ledger)] == ["0", "1"]
+    first = fake.requests[0]
+    assert first["path"] == "/v1/responses" and first["body"]["model"] == "gpt-test"
+    tools = {t["name"]: t for t in first["body"]["tools"]}
+    record = tools["ledger__record"]
+    assert record["parameters"]["properties"]["step"]["type"] == "integer"
+    assert record["description"].startswith("Write one line for this step")
+    task = json.loads(zskill(d, "task", "show", "t-openai", "--json").stdout)
+    assert [s["name"] for s in task["trajectory"] if s["kind"] == "model"] == ["gpt-test"] * 3
