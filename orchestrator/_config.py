@@ -148,8 +148,8 @@ class AgentSettings(_Strict):
 
     # "module:attribute": a pydantic-ai Agent or an orchestrator.agent.DurableAgent.
     agent: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
-    # Loop workers the daemon runs (0: none; tasks then run where they are started).
-    workers: int = Field(default=0, ge=0, le=64)
+    # Tasks one loop worker runs at once (the rest wait on the queue).
+    concurrency: int = Field(default=4, ge=1, le=1000)
     # None: SQLite under the run dir. postgresql://... to share tasks between hosts.
     database_url: str | None = None
     # The loop version recorded with each step; None: a hash of the agent's module.

@@ -30,7 +30,7 @@ from pydantic_ai import Agent
 from pydantic_ai.models import infer_model
 from pydantic_ai.usage import UsageLimits
 
-from .engine import Engine, database_url
+from .engine import TASK_WORKFLOW, Engine, database_url
 from .errors import AgentError, TaskFailed, TaskNotFound
 from .model import DurableModel
 from .toolset import SkillToolset
@@ -38,10 +38,7 @@ from .toolset import SkillToolset
 if TYPE_CHECKING:
     from .._config import Config
 
-__all__ = ["TASK_WORKFLOW", "DurableAgent", "TaskResult", "new_task_id"]
-
-TASK_WORKFLOW = "zskill.task"
-"""The DBOS workflow of every task (one agent per task database)."""
+__all__ = ["DurableAgent", "TaskResult", "new_task_id"]
 
 DEFAULT_REQUEST_LIMIT = 1000
 """Model requests one task may make, unless ``usage_limits`` says otherwise."""
@@ -120,7 +117,7 @@ class DurableAgent:
     # --- running tasks ------------------------------------------------------------
 
     def launch(self, *, queues: tuple[str, ...] = ()) -> Engine:
-        engine = Engine.launch(self.url, queues=queues)
+        engine = Engine.launch(self.url, queues=queues, concurrency=self.config.agent.concurrency)
         engine.executors.set_loop_version(self.version)
         return engine
 

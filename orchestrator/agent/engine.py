@@ -39,6 +39,7 @@ __all__ = [
     "APP_NAME",
     "CHECKPOINT_FORMAT",
     "TASK_QUEUE",
+    "TASK_WORKFLOW",
     "Engine",
     "check_url",
     "database_url",
@@ -47,6 +48,8 @@ __all__ = [
 APP_NAME = "zskill_agent"
 CHECKPOINT_FORMAT = "zskill-agent-1"
 """DBOS's application version: the shape of our checkpoints, shared by every loop version."""
+TASK_WORKFLOW = "zskill.task"
+"""The DBOS workflow of every task (one agent per task database)."""
 TASK_QUEUE = "zskill_tasks"
 """The queue loop workers take tasks from."""
 DATABASE_FILE = "agent.sqlite"
@@ -106,9 +109,10 @@ class Engine:
         self.identity = identity
 
     @classmethod
-    def launch(cls, url: str, *, queues: tuple[str, ...] = ()) -> Engine:
+    def launch(cls, url: str, *, queues: tuple[str, ...] = (), concurrency: int = 4) -> Engine:
         """Launch DBOS on ``url`` (once per process); take tasks from
-        ``queues`` (workers do; a process running its own tasks does not)."""
+        ``queues`` (workers do; a process running its own tasks does not),
+        at most ``concurrency`` at once."""
         url = check_url(url)
         with cls._lock:
             if cls._current is not None:
@@ -119,12 +123,12 @@ class Engine:
                     )
                 return cls._current
             engine = cls(url, _identity())
-            engine._start(queues)
+            engine._start(queues, concurrency)
             cls._current = engine
             atexit.register(engine.close)
             return engine
 
-    def _start(self, queues: tuple[str, ...]) -> None:
+    def _start(self, queues: tuple[str, ...], concurrency: int) -> None:
         from dbos import DBOS, DBOSConfig
 
         if url_is_sqlite(self.url):
@@ -144,7 +148,12 @@ class Engine:
             DBOS.listen_queues(list(queues))
             DBOS.launch()
             for name in queues:
-                DBOS.register_queue(name, polling_interval_sec=0.2)
+                DBOS.register_queue(
+                    name,
+                    worker_concurrency=concurrency,
+                    polling_interval_sec=0.2,
+                    on_conflict="always_update",
+                )
         except Exception as exc:
             raise DatabaseError(
                 f"cannot open the task database {_redact(self.url)}: {exc}"

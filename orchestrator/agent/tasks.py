@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import check_url
+from .engine import APP_NAME, TASK_WORKFLOW, check_url
 from .errors import DatabaseError, TaskNotFound
 from .executors import Executors
 from .records import MODEL_STEP, TOOL_STEP, ModelStep, ToolStep
@@ -104,7 +104,11 @@ class TaskStore:
 
         self.url = check_url(url)
         try:
-            self.client = DBOSClient(system_database_url=self.url, retry_connection_errors=False)
+            self.client = DBOSClient(
+                system_database_url=self.url,
+                application_name=APP_NAME,
+                retry_connection_errors=False,
+            )
             self.executors = Executors(self.url, None)
         except Exception as exc:
             raise DatabaseError(f"cannot open the task database {self.url}: {exc}") from exc
@@ -124,13 +128,13 @@ class TaskStore:
     def list(self, limit: int = 100) -> builtins.list[TaskInfo]:
         with _mapped():
             found = self.client.list_workflows(
-                name="zskill.task", limit=limit, sort_desc=True, load_output=True
+                name=TASK_WORKFLOW, limit=limit, sort_desc=True, load_output=True
             )
             return [self._info(w, self.trajectory(w.workflow_id)) for w in found]
 
     def get(self, task_id: str) -> TaskInfo:
         with _mapped():
-            found = self.client.list_workflows(workflow_ids=[task_id], name="zskill.task")
+            found = self.client.list_workflows(workflow_ids=[task_id], name=TASK_WORKFLOW)
         if not found:
             raise TaskNotFound(f"no task {task_id!r} in {self.url}")
         return self._info(found[0], self.trajectory(task_id))
@@ -175,6 +179,19 @@ class TaskStore:
         with _mapped():
             self.client.cancel_workflow(task_id)
         return self.get(task_id)
+
+    def submit(self, prompt: str, task_id: str, agent: str) -> None:
+        """Queue a task for the loop workers (``agent``: their import string)."""
+        from .engine import CHECKPOINT_FORMAT, TASK_QUEUE
+
+        options: Any = {
+            "queue_name": TASK_QUEUE,
+            "workflow_name": TASK_WORKFLOW,
+            "workflow_id": task_id,
+            "app_version": CHECKPOINT_FORMAT,
+        }
+        with _mapped():
+            self.client.enqueue(options, prompt, {"agent": agent, "loop_version": ""})
 
     def requeue(self, task_id: str, queue: str | None = None) -> None:
         """Put an interrupted or cancelled task back on ``queue`` for a

@@ -141,13 +141,13 @@ COMMANDS: tuple[tuple[str | None, Callable[..., None]], ...] = (
 for _name, _command in COMMANDS:
     app.command(_name)(_guard(_command))
 
-# The core agent loop (the zskill[agent] extra): ``zskill agent run|upgrade``
+# The core agent loop (the zskill[agent] extra): ``zskill agent run|submit|worker``
 # and ``zskill task show|resume|cancel``.
 SUBCOMMANDS: tuple[tuple[str, str, tuple[tuple[str, Callable[..., None]], ...]], ...] = (
     (
         "agent",
         "Run the core agent loop: durable tasks on pydantic-ai and DBOS.",
-        (("run", agent.run),),
+        (("run", agent.run), ("submit", agent.submit), ("worker", agent.worker)),
     ),
     (
         "task",

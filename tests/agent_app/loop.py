@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
+from dbos import DBOS
 from pydantic_ai import Agent
 from pydantic_ai.messages import (
     ModelMessage,
@@ -42,7 +43,8 @@ def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     if done == FAIL_AT:
         return ModelResponse(parts=[ToolCallPart("ledger__fail", {"message": "boom"})])
     if done < STEPS:
-        return ModelResponse(parts=[ToolCallPart("ledger__record", {"step": done})])
+        task = DBOS.workflow_id or ""  # the model runs inside its task's step
+        return ModelResponse(parts=[ToolCallPart("ledger__record", {"step": done, "task": task})])
     told = [p for m in messages if isinstance(m, ModelRequest) for p in m.parts]
     heard = [str(getattr(p, "content", "")) for p in told if p.part_kind != "user-prompt"]
     failed = [h for h in heard if "boom" in h]

@@ -8,8 +8,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -345,3 +347,89 @@ def test_an_openai_model_through_a_compatible_endpoint(ledger_daemon: tuple[Daem
     assert record["description"].startswith("Write one line for this step")
     task = json.loads(zskill(d, "task", "show", "t-openai", "--json").stdout)
     assert [s["name"] for s in task["trajectory"] if s["kind"] == "model"] == ["gpt-test"] * 3
+
+
+def read_line(proc: subprocess.Popen[str], prefix: str, timeout_s: float = 60) -> str:
+    """The first line of ``proc``'s output that starts with ``prefix``."""
+    import selectors
+
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if sel.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if line.startswith(prefix):
+                return line
+            if not line and proc.poll() is not None:
+                break
+    raise AssertionError(f"no line starting {prefix!r} from pid {proc.pid}")
+
+
+@pytest.mark.timeout(150)
+def test_two_workers_on_postgresql_share_tasks_and_finish_a_killed_ones(
+    ledger_daemon: tuple[Daemon, Path],
+) -> None:
+    from tests.postgres import find_bin, postgres
+
+    if find_bin() is None:
+        pytest.skip("PostgreSQL is not installed here (scripts/test installs it as root)")
+    from orchestrator.agent.tasks import TaskStore
+
+    d, ledger = ledger_daemon
+    steps, tasks = 12, 4
+    with postgres() as url:
+        d.config.write_text(
+            d.config.read_text()
+            + f'\n[agent]\nagent = "loop:agent"\ndatabase_url = "{url}"\nconcurrency = 2\n'
+        )
+        env = loop_env(
+            d,
+            AGENT_STEPS=str(steps),
+            PYTHONPATH=f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        )
+        cmd = [sys.executable, "-m", "orchestrator", "agent", "worker", "--config", str(d.config)]
+        workers = [
+            subprocess.Popen(cmd, cwd=d.root, env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        try:
+            ids = [read_line(w, "worker ").split()[1].rstrip(":") for w in workers]
+            with TaskStore(url) as store:
+                for n in range(tasks):
+                    store.submit("keep the ledger", f"t-pg-{n}", "loop:agent")
+
+                def owners() -> dict[str, str]:
+                    found = store.client.list_workflows(status="PENDING", load_input=False)
+                    return {w.workflow_id: w.executor_id for w in found}
+
+                # Both workers took tasks (two each, their concurrency).
+                shared = wait_for(
+                    lambda: (o := owners()) and set(o.values()) == set(ids) and o,
+                    timeout=60,
+                    what="both workers running tasks",
+                )
+                wait_for(lambda: len(lines(ledger)) >= 4, timeout=30, what="progress")
+                victim = workers[0]
+                victim.kill()
+                victim.wait(10)
+                orphans = [t for t, owner in shared.items() if owner == ids[0]]
+                assert orphans
+
+                def finished() -> bool:
+                    return all(store.get(f"t-pg-{n}").state == "done" for n in range(tasks))
+
+                wait_for(finished, timeout=90, what="every task done")
+                done = store.client.list_workflows(workflow_ids=orphans, load_input=False)
+                assert {w.executor_id for w in done} == {ids[1]}
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.send_signal(signal.SIGTERM)
+                    w.wait(30)
+    per_task: dict[str, Counter[int]] = {}
+    for line in lines(ledger):
+        step, _version, task = line.split()
+        per_task.setdefault(task, Counter())[int(step)] += 1
+    assert per_task == {f"t-pg-{n}": Counter(range(steps)) for n in range(tasks)}

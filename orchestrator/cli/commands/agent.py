@@ -1,4 +1,4 @@
-"""``zskill agent run|upgrade``, ``zskill tasks`` and ``zskill task
+"""``zskill agent run|submit|worker``, ``zskill tasks`` and ``zskill task
 show|resume|cancel``: the core agent loop's tasks (the ``zskill[agent]``
 extra, imported only here, inside the commands).
 
@@ -10,6 +10,7 @@ fails exits 1.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -98,6 +99,43 @@ def run(
         typer.echo(to_json({"id": result.task_id, "output": _jsonable(result.output)}))
     else:
         typer.echo(result.output)
+
+
+def submit(
+    prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="The task.")],
+    task_id: Annotated[
+        str | None, typer.Option("--task-id", metavar="ID", help="The task's id.")
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Queue a task for the loop workers ([agent] agent runs it); print its id."""
+    from ...agent.engine import check_url, database_url
+
+    cfg = load(config)
+    if not cfg.agent.agent:
+        raise UsageError(f'{cfg.path}: set [agent] agent = "MODULE:AGENT" for the workers')
+    with _agent_errors():
+        from ...agent.tasks import TaskStore
+
+        tid = task_id or f"t-{os.urandom(4).hex()}"
+        with TaskStore(check_url(database_url(cfg))) as store:
+            store.submit(prompt, tid, cfg.agent.agent)
+    typer.echo(tid)
+
+
+def worker(
+    agent: Annotated[
+        str | None,
+        typer.Argument(metavar="[MODULE:AGENT]", help="The agent (default: [agent] agent)."),
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Run a loop worker: take queued tasks until SIGTERM retires it."""
+    with _agent_errors():
+        from ...agent.worker import main as run_worker
+
+        code = run_worker([*([agent] if agent else []), "--config", str(config)])
+    raise typer.Exit(code)
 
 
 # --- zskill tasks, zskill task ... -------------------------------------------------
