@@ -62,6 +62,10 @@ def _dict(v: Any) -> dict[str, Any]:
     return v
 
 
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else _float(v)
+
+
 def _opt_str(v: Any) -> str | None:
     if v is None or type(v) is str:
         return v
@@ -99,6 +103,7 @@ _CHECKS: dict[str, _Check] = {
     "float": _float,
     "str": _str,
     "str | None": _opt_str,
+    "float | None": _opt_float,
     "bool": _bool,
     "dict[str, Any]": _dict,
     "Any": _any,
@@ -113,6 +118,7 @@ class _Spec:
     __slots__ = (
         "checks",
         "cls",
+        "defaults",
         "fast_required",
         "fast_types",
         "get",
@@ -134,6 +140,8 @@ class _Spec:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         )
         self.has_payload = cls.HAS_PAYLOAD
+        # What an optional field is when absent: left off the end on encode.
+        self.defaults = tuple(f.default for f in fields[self.required :])
         self.kind = int(cls.KIND)
         self.get = operator.attrgetter(*self.names) if self.names else (lambda m: ())
         # The hot path (Call, Result, CallRequest, CallReply): a message whose
@@ -194,9 +202,11 @@ def encode(msg: Message) -> list[bytes]:
     values: list[Any] = [spec.kind, got] if len(spec.names) == 1 else [spec.kind, *got]
     for i in spec.wire_idx:
         values[i + 1] = _to_wire(values[i + 1])
-    # Optional fields that are absent (None) at the end are left off, so a
-    # call without a key or a trace context is the bytes it always was.
-    while len(values) > spec.required + 1 and values[-1] is None:
+    # Optional fields at their default (absent) at the end are left off, so
+    # a call without a key, a trace context or progress is the bytes it
+    # always was.
+    required = spec.required + 1
+    while len(values) > required and values[-1] == spec.defaults[len(values) - required - 1]:
         values.pop()
     if spec.has_payload:
         payload: bytes = msg.payload  # type: ignore[attr-defined]
@@ -220,7 +230,7 @@ class Dropped(bytes):
         return self
 
 
-def call_bytes(tool: str, payload_size: int, *tail: str | None) -> int:
+def call_bytes(tool: str, payload_size: int, *tail: str | bool | None) -> int:
     """The most bytes a Call of ``tool`` with a payload of ``payload_size``
     bytes takes on the wire, whatever its call id and timeout: what a daemon
     compares with the skill's limit before it forwards a call, so that a

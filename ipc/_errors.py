@@ -15,6 +15,7 @@
     │   │   └── KeyConflict       an idempotency key reused with other arguments
     │   ├── RemoteError           the handler raised (remote type, traceback)
     │   ├── CallTimeout           no result within the call's deadline
+    │   ├── Cancelled             the caller cancelled the call (it may have begun)
     │   ├── OutcomeUnknown        the skill died mid-call; it may or may not have run
     │   ├── SkillUnavailable      the skill is stopped, errored or shutting down
     │   └── SkillOverloaded       the skill's queue is full (max_queued); try later
@@ -106,6 +107,12 @@ class RemoteError(CallError):
 
 class CallTimeout(CallError):
     pass
+
+
+class Cancelled(CallError):
+    """The call was cancelled by its caller (``Client.cancel``, a cancelled
+    task, Ctrl-C, an MCP host): a queued call never ran; a running one was
+    told to stop, and may have done part of its work."""
 
 
 class OutcomeUnknown(CallError):

@@ -12,10 +12,15 @@ Two channels:
 
     skill process (DEALER)  <->  daemon "workers" socket (ROUTER)
         Hello, Welcome, Reject, Call, Result, Heartbeat,
-        HealthCheck, HealthReply, Drain, Drained, Bye
+        HealthCheck, HealthReply, Drain, Drained, Bye, CallProgress, Cancel
 
     client (DEALER)         <->  daemon "control" socket (ROUTER)
-        Request, CallRequest, Reply, CallReply, Progress
+        Request, CallRequest, Reply, CallReply, Progress, CallProgress, Cancel
+
+A call's progress and its cancellation use one kind each on both channels:
+``id`` is the call's id on that channel (``Call.call_id`` between the daemon
+and a skill, ``CallRequest.req_id`` between a client and the daemon), and
+the daemon translates it as it forwards them.
 
     daemon "events" socket (PUB) -> subscribers: Event (topic = skill name)
 
@@ -48,6 +53,8 @@ class Kind(IntEnum):
     DRAIN = 9
     DRAINED = 10
     BYE = 11
+    CALL_PROGRESS = 12
+    CANCEL = 13
 
     REQUEST = 20
     CALL_REQUEST = 21
@@ -164,6 +171,7 @@ class Call(Message):
     timeout_s: float
     key: str | None = None
     traceparent: str | None = None
+    progress: bool = False  # the caller wants CallProgress updates
     payload: bytes = b""
 
 
@@ -255,6 +263,7 @@ class CallRequest(Message):
     timeout_s: float
     key: str | None = None
     traceparent: str | None = None
+    progress: bool = False  # send CallProgress updates of this call
     payload: bytes = b""
 
 
@@ -291,6 +300,30 @@ class Progress(Message):
 
 
 @dataclass(slots=True)
+class CallProgress(Message):
+    """How far a running call got: skill -> daemon (``id`` = call_id), and
+    daemon -> client (``id`` = req_id) for a call that asked for progress.
+    ``total`` None: the amount of work is not known."""
+
+    KIND: ClassVar[Kind] = Kind.CALL_PROGRESS
+    id: int
+    done: float
+    total: float | None = None
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class Cancel(Message):
+    """Stop a call: client -> daemon (``id`` = the req_id of a call on the same
+    connection), daemon -> skill (``id`` = call_id). Fire and forget: the
+    call itself is answered (the caller gets Cancelled)."""
+
+    KIND: ClassVar[Kind] = Kind.CANCEL
+    id: int
+    reason: str = ""
+
+
+@dataclass(slots=True)
 class Event(Message):
     """A lifecycle or deployment event, published with the skill as topic."""
 
@@ -319,5 +352,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Reply,
     CallReply,
     Progress,
+    CallProgress,
+    Cancel,
     Event,
 )

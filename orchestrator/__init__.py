@@ -26,6 +26,7 @@ from ipc import (
     BadRequest,
     CallError,
     CallTimeout,
+    Cancelled,
     ConfigError,
     ControlError,
     DaemonRunning,
@@ -49,6 +50,7 @@ from ipc import (
 if TYPE_CHECKING:
     from ._client.aio import AsyncClient
     from ._client.common import CallResult
+    from ._client.progress import CallHandle, Progress
     from ._client.sync import Client, EventStream
     from ._config import Config, SkillConfig
     from ._config import load as load_config
@@ -59,8 +61,10 @@ __all__ = [
     "AsyncClient",
     "BadRequest",
     "CallError",
+    "CallHandle",
     "CallResult",
     "CallTimeout",
+    "Cancelled",
     "Client",
     "Config",
     "ConfigError",
@@ -73,6 +77,7 @@ __all__ = [
     "MessageTooLarge",
     "OutcomeUnknown",
     "PayloadError",
+    "Progress",
     "ProtocolError",
     "RemoteError",
     "SkillConfig",
@@ -89,7 +94,9 @@ __all__ = [
 _LAZY: dict[str, tuple[str, str]] = {
     # public name: (module, its name there)
     "AsyncClient": ("._client.aio", "AsyncClient"),
+    "CallHandle": ("._client.progress", "CallHandle"),
     "CallResult": ("._client.common", "CallResult"),
+    "Progress": ("._client.progress", "Progress"),
     "Client": ("._client.sync", "Client"),
     "EventStream": ("._client.sync", "EventStream"),
     "Config": ("._config", "Config"),

@@ -22,6 +22,7 @@
     memory_limit = "512MiB"          # per process tree; over it: a zero-downtime restart
     max_queued = 10000               # calls waiting for a slot; more are refused at once
     watch = false                    # upgrade in place when its files change (zskill up --watch)
+    cancel_grace_s = 10              # a cancelled call still running this long: replace the process
 
 Unknown keys and wrong types are errors naming the key and the file.
 Values of ``env`` and of the ``env_file`` are never shown in an error.
@@ -136,6 +137,11 @@ class SkillSettings(_Strict):
     env_file: str | None = None
     # Upgrade in place whenever a file under path changes (see _daemon.watch).
     watch: bool = False
+    # How long a handler may run on after its call was cancelled (its caller
+    # gave up, its deadline passed). Past it, the process counts as hung and
+    # is replaced by a zero-downtime restart, so hung calls cannot hold a
+    # skill's slots for ever.
+    cancel_grace_s: float = Field(default=10.0, gt=0)
 
     @field_validator("memory_limit", mode="before")
     @classmethod

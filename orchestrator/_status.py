@@ -47,6 +47,7 @@ class EventKind(StrEnum):
     RELOAD = "reload"  # the config file read again (ok, or refused and why)
     REMOVED = "removed"  # a skill gone from the config, its processes gone too
     CHANGED = "changed"  # a watched skill's files changed (an upgrade follows)
+    CANCEL_IGNORED = "cancel_ignored"
 
 
 class RolloutOp(StrEnum):
@@ -74,6 +75,7 @@ class InstanceStatus(TypedDict):
     pid: int
     state: str  # the router's InstanceState value: spawned, checking, ready, ...
     in_flight: int
+    cancelling: int  # of in_flight: cancelled calls whose handler still runs
 
 
 class SkillStatus(TypedDict):
@@ -86,6 +88,7 @@ class SkillStatus(TypedDict):
     uptime_s: float
     restarts: int
     in_flight: int
+    cancelling: int  # of in_flight: cancelled, the handler not yet returned
     queued: int
     concurrency: int
     tools: list[str]

@@ -23,12 +23,16 @@ docstring (first paragraph; a Google-style ``Args:`` section for each
 argument). Handlers may be ``def`` (run on a thread pool) or ``async def``
 (run on an event loop). A handler that raises answers its call with a remote
 error; raising :class:`InvalidArguments` (or any :class:`ZskillError`)
-sends that error type instead. ``skill.run()`` only works under the daemon
-(``zskill up``), which starts the program with what it needs to connect.
+sends that error type instead. A parameter annotated :class:`Context`
+receives the call's context: progress updates for the caller, whether the
+caller cancelled the call, its deadline and session (see ``skills._context``).
+``skill.run()`` only works under the daemon (``zskill up``), which starts the
+program with what it needs to connect.
 """
 
-from ipc import InvalidArguments, ZskillError
+from ipc import Cancelled, InvalidArguments, ZskillError
 
+from ._context import Context
 from ._skill import Skill
 
-__all__ = ["InvalidArguments", "Skill", "ZskillError"]
+__all__ = ["Cancelled", "Context", "InvalidArguments", "Skill", "ZskillError"]

@@ -15,6 +15,7 @@ sent their Result.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections import deque
@@ -22,13 +23,17 @@ from collections.abc import Mapping
 
 from ipc import Call, SkillUnavailable, ToolNotFound
 
+from ._context import Context
 from ._executors import AsyncWorker, ThreadWorkers
 from ._inline import FAST_S, MAX_INLINE_AFTER, TAKEOVER_PENALTY, Deposed, InlineGuard
 from ._log import log
 from ._mailbox import Mailbox
 from ._outcome import error_frames, failure_frames, success_frames
+from ._progress import ProgressOut
 from ._tool import Tool
 from ._trace import CallTracing
+
+Job = tuple[Tool, Context, Call]
 
 
 class CallRunner:
@@ -44,6 +49,7 @@ class CallRunner:
         loop: AsyncWorker | None,
         guard: InlineGuard | None = None,
         tracing: CallTracing | None = None,
+        progress: ProgressOut | None = None,
     ) -> None:
         if any(t.is_async for t in tools.values()) and loop is None:
             raise ValueError("async tools need an AsyncWorker")
@@ -58,10 +64,14 @@ class CallRunner:
         self._loop = loop
         self._guard = guard
         self._tracing = tracing if tracing is not None else CallTracing(skill)
+        self.progress = progress if progress is not None else ProgressOut(lambda: None)
         self._running = 0
-        self._queued: deque[tuple[Tool, Call]] = deque()
-        self._ready: deque[tuple[Tool, Call]] = deque()
+        self._queued: deque[Job] = deque()
+        self._ready: deque[Job] = deque()
         self._draining = False
+        # Every accepted call not answered yet, for Cancel. Workers remove
+        # their own (dict operations are atomic under the GIL).
+        self._contexts: dict[int, Context] = {}
 
     @property
     def in_flight(self) -> int:
@@ -102,14 +112,37 @@ class CallRunner:
                     reason="draining",
                 ).to_wire(),
             )
+        ctx = Context(
+            call.call_id,
+            tool.name,
+            time.monotonic() + call.timeout_s,
+            getattr(call, "session", None),  # a newer daemon's header field
+            self.progress if call.progress else None,
+        )
+        self._contexts[call.call_id] = ctx
         if self._running < self._limit:
             if tool.runs_inline():
                 self._running += 1
-                self._run_inline(tool, call)
+                self._run_inline(tool, ctx, call)
             else:
-                self._start(tool, call)
+                self._start(tool, ctx, call)
         else:
-            self._queued.append((tool, call))
+            self._queued.append((tool, ctx, call))
+        return None
+
+    def cancel(self, call_id: int, reason: str) -> list[bytes] | None:
+        """The daemon cancelled ``call_id``: a call still queued here is
+        answered Cancelled at once (the frames returned); a running one is
+        told (its context; an async handler's task is cancelled)."""
+        ctx = self._contexts.get(call_id)
+        if ctx is None:
+            return None  # answered already
+        ctx.cancel(reason)
+        for job in self._queued:
+            if job[1] is ctx:
+                self._queued.remove(job)
+                del self._contexts[call_id]
+                return error_frames(call_id, ctx.error().to_wire())
         return None
 
     def finished(self) -> None:
@@ -132,23 +165,23 @@ class CallRunner:
         """
         ready = self._ready
         while ready:
-            tool, call = ready.popleft()
+            tool, ctx, call = ready.popleft()
             if tool.is_async:
                 assert self._loop is not None
-                self._loop.submit(self._run_async(tool, call))
+                self._loop.submit(self._run_async(tool, ctx, call))
             elif tool.runs_inline():
-                self._run_inline(tool, call)
+                self._run_inline(tool, ctx, call)
             else:
                 assert self._threads is not None
-                self._threads.submit(functools.partial(self._run_sync, tool, call))
+                self._threads.submit(functools.partial(self._run_sync, tool, ctx, call))
 
-    def _run_inline(self, tool: Tool, call: Call) -> None:
+    def _run_inline(self, tool: Tool, ctx: Context, call: Call) -> None:
         guard = self._guard
         if guard is None:
-            self._run_sync(tool, call)
+            self._run_sync(tool, ctx, call)
             return
         run = guard.begin(tool.name)
-        self._run_sync(tool, call)  # posts its own Result
+        self._run_sync(tool, ctx, call)  # posts its own Result
         if guard.end(run):
             tool.fast_runs = 0
             tool.inline_after = min(tool.inline_after * TAKEOVER_PENALTY, MAX_INLINE_AFTER)
@@ -159,31 +192,53 @@ class CallRunner:
                 )
             raise Deposed
 
-    def _start(self, tool: Tool, call: Call) -> None:
+    def _start(self, tool: Tool, ctx: Context, call: Call) -> None:
         self._running += 1
-        self._ready.append((tool, call))
+        self._ready.append((tool, ctx, call))
 
-    def _run_sync(self, tool: Tool, call: Call) -> None:
+    def _run_sync(self, tool: Tool, ctx: Context, call: Call) -> None:
         started = time.perf_counter()
+        call_id = ctx.call_id
         try:
+            if ctx._cancelled:
+                raise ctx.error()  # cancelled before it began
+            kwargs = tool.arguments(call.payload)
+            if tool.context_param is not None:
+                kwargs[tool.context_param] = ctx
             with self._tracing.span(tool.name, call.traceparent):
-                value = tool.fn(**tool.arguments(call.payload))
-            frames = success_frames(call.call_id, tool.name, value, self._max_bytes)
+                value = tool.fn(**kwargs)
+            frames = success_frames(call_id, tool.name, value, self._max_bytes)
         except BaseException as exc:
             # BaseException too: a handler calling sys.exit() must still
             # answer its call, and must not kill the worker thread.
-            frames = failure_frames(call.call_id, exc)
+            frames = failure_frames(call_id, exc)
         if time.perf_counter() - started < FAST_S:
             tool.fast_runs += 1
         else:
             tool.fast_runs = 0
-        self._mailbox.post_result(frames)
+        self._done(ctx, frames)
 
-    async def _run_async(self, tool: Tool, call: Call) -> None:
+    async def _run_async(self, tool: Tool, ctx: Context, call: Call) -> None:
+        call_id = ctx.call_id
+        ctx._loop = asyncio.get_running_loop()
+        ctx._task = asyncio.current_task()
         try:
+            if ctx._cancelled:
+                raise ctx.error()  # cancelled before it began (or just now)
+            kwargs = tool.arguments(call.payload)
+            if tool.context_param is not None:
+                kwargs[tool.context_param] = ctx
             with self._tracing.span(tool.name, call.traceparent):
-                value = await tool.fn(**tool.arguments(call.payload))
-            frames = success_frames(call.call_id, tool.name, value, self._max_bytes)
-        except BaseException as exc:  # CancelledError included: still answer
-            frames = failure_frames(call.call_id, exc)
+                value = await tool.fn(**kwargs)
+            frames = success_frames(call_id, tool.name, value, self._max_bytes)
+        except asyncio.CancelledError as exc:  # still answer
+            frames = failure_frames(call_id, ctx.error() if ctx._cancelled else exc)
+        except BaseException as exc:
+            frames = failure_frames(call_id, exc)
+        self._done(ctx, frames)
+
+    def _done(self, ctx: Context, frames: list[bytes]) -> None:
+        """The handler's thread: its last progress update, then its Result."""
+        self._contexts.pop(ctx.call_id, None)
+        self.progress.finish(ctx)
         self._mailbox.post_result(frames)

@@ -27,7 +27,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from enum import IntEnum
 from types import FrameType
 from typing import Any
 
@@ -37,6 +36,7 @@ import ipc
 from ipc import (
     Bye,
     Call,
+    Cancel,
     Drain,
     Drained,
     HealthCheck,
@@ -48,29 +48,12 @@ from ipc import (
 
 from ._calls import CallRunner
 from ._env import RuntimeEnv
+from ._exit import ExitCode
 from ._health import HealthRunner
 from ._inline import Deposed
 from ._log import debug, log
 from ._mailbox import Mailbox
 from ._outcome import error_frames, wire_error
-
-
-class ExitCode(IntEnum):
-    """How a skill process ends; the daemon may read them from its exit status."""
-
-    DRAINED = 0
-    """Drained on request (Drain, SIGTERM, SIGINT): every accepted call answered."""
-    CRASHED = 1
-    """The I/O loop itself raised (a bug in zskill): the traceback is logged."""
-    NOT_UNDER_DAEMON = 2
-    """No (usable) ZSKILL_ENDPOINT: the program was not started by zskilld."""
-    REJECTED = 3
-    """The daemon answered the Hello with Reject."""
-    NO_WELCOME = 4
-    """No answer to the Hello within WELCOME_TIMEOUT_S."""
-    DAEMON_GONE = 5
-    """Nothing heard from the daemon for liveness_s."""
-
 
 WELCOME_TIMEOUT_S = 30.0
 RECV_BATCH = 64
@@ -200,6 +183,7 @@ class Runtime:
         """The loop, on whichever thread holds it; raises Deposed on a thread
         that lost it."""
         sock, poll, mailbox, calls = self._sock, self._poller.poll, self._mailbox, self._calls
+        progress = calls.progress
         heartbeat_s, liveness_s = self._heartbeat_s, self._liveness_s
         self._start_and_send()  # what a thread that lost the loop left ready
         now = time.monotonic()
@@ -217,7 +201,7 @@ class Runtime:
                 silent_s = now - self._last_heard
                 log(f"nothing heard from the daemon for {silent_s:.1f}s; it is gone, exiting")
                 return ExitCode.DAEMON_GONE
-            wake_at = min(self._next_beat, self._last_heard + liveness_s)
+            wake_at = min(self._next_beat, self._last_heard + liveness_s, progress.next_due)
             if self._health.next_deadline is not None:
                 wake_at = min(wake_at, self._expire_health(now))
             timeout_ms = max(0, math.ceil((wake_at - now) * 1000)) if mailbox.may_sleep() else 0
@@ -231,6 +215,8 @@ class Runtime:
                 else:
                     mailbox.clear()
             self._start_and_send()
+            for update in progress.take(now):  # coalesced: see skills._progress
+                self._send(ipc.encode(update))
             if mailbox.health:
                 self._send_health_replies()
 
@@ -247,8 +233,10 @@ class Runtime:
             self._send_results()
 
     def _send_results(self) -> None:
-        calls, results = self._calls, self._mailbox.results
+        calls, results, final = self._calls, self._mailbox.results, self._calls.progress.final
         while results:
+            while final:  # a handler's last update goes before its Result
+                self._send(ipc.encode(final.popleft()))
             self._send(results.popleft())
             calls.finished()
 
@@ -292,6 +280,10 @@ class Runtime:
                 self._send(immediate)
         elif type(msg) is Heartbeat:
             pass  # receiving it was the point
+        elif isinstance(msg, Cancel):
+            immediate = self._calls.cancel(msg.id, msg.reason)
+            if immediate is not None:
+                self._send(immediate)
         elif isinstance(msg, HealthCheck):
             reply = self._health.check(msg, time.monotonic())
             if reply is not None:

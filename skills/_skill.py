@@ -22,11 +22,13 @@ from ipc import Hello
 from ._calls import CallRunner
 from ._env import RuntimeEnv
 from ._executors import AsyncWorker, ThreadWorkers
+from ._exit import ExitCode
 from ._health import HealthHook, HealthRunner
 from ._inline import InlineGuard
 from ._log import log
 from ._mailbox import Mailbox
-from ._runtime import ExitCode, Runtime
+from ._progress import ProgressOut
+from ._runtime import Runtime
 from ._tool import Tool
 from ._trace import CallTracing
 
@@ -198,6 +200,7 @@ class Skill:
                 loop=loop,
                 guard=guard,
                 tracing=CallTracing(self.name, self.version, env.instance),
+                progress=ProgressOut(mailbox.wake),
             ),
             health=HealthRunner(hook, mailbox=mailbox, threads=health_thread, loop=loop),
             mailbox=mailbox,

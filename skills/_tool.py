@@ -36,6 +36,7 @@ from pydantic_core import PydanticSerializationError, to_json
 
 from ipc import COERCE_KEY, RESULT_WRAPPED, InvalidArguments, ToolSpec, decode_payload
 
+from ._context import Context
 from ._docstring import parse_docstring
 from ._inline import INLINE_AFTER
 
@@ -57,6 +58,7 @@ class Tool:
         "_fields",
         "_model",
         "coerce",
+        "context_param",
         "description",
         "fast_runs",
         "fn",
@@ -102,6 +104,13 @@ class Tool:
         self.inline_after = INLINE_AFTER
         params = _parameters(fn, self.name)
         hints = _type_hints(fn, self.name)
+        # A parameter annotated Context receives the call's context: it is
+        # no argument of the tool, so the schema leaves it out.
+        contexts = [p.name for p in params if hints.get(p.name) is Context]
+        if len(contexts) > 1:
+            raise TypeError(f"tool {self.name!r}: more than one Context parameter ({contexts})")
+        self.context_param: str | None = contexts[0] if contexts else None
+        params = [p for p in params if p.name != self.context_param]
         # (internal field name, parameter name), in signature order.
         self._fields = tuple((f"p{i}", p.name) for i, p in enumerate(params))
         definitions: dict[str, Any] = {}

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import zmq
 import zmq.asyncio
 
-import ipc
 from ipc import DaemonUnavailable, Message, ZskillError
 
 from . import common
@@ -37,6 +36,7 @@ from .common import (
     Target,
 )
 from .link import REMOTE_DOWN_S, Link
+from .progress import OnProgress, cancel_on_exit, send_cancel
 from .waiting import Pending
 
 if TYPE_CHECKING:
@@ -100,8 +100,10 @@ class AsyncClient:
         timeout: float | None = None,
         key: str | None = None,
         traceparent: str | None = None,
+        on_progress: OnProgress | None = None,
     ) -> Any:
-        return common.call_value(await self._call(skill, tool, args, timeout, key, traceparent))
+        reply = await self._call(skill, tool, args, timeout, key, traceparent, on_progress)
+        return common.call_value(reply)
 
     async def call_detailed(
         self,
@@ -112,10 +114,18 @@ class AsyncClient:
         timeout: float | None = None,
         key: str | None = None,
         traceparent: str | None = None,
+        on_progress: OnProgress | None = None,
     ) -> CallResult:
         started = time.perf_counter()
-        reply = await self._call(skill, tool, args, timeout, key, traceparent)
+        reply = await self._call(skill, tool, args, timeout, key, traceparent, on_progress)
         return common.call_result(reply, time.perf_counter() - started)
+
+    def cancel(self, call_id: int, reason: str | None = None) -> None:
+        """As ``Client.cancel``; a task cancelled while it waits for a call
+        cancels the call the same way."""
+        if self._closed:
+            raise ZskillError("client is closed")
+        send_cancel(self._sock, call_id, reason)
 
     async def _call(
         self,
@@ -125,14 +135,19 @@ class AsyncClient:
         timeout: float | None,
         key: str | None,
         traceparent: str | None,
+        on_progress: OnProgress | None,
     ) -> Message:
         timeout_s = self._timeout if timeout is None else timeout
         req_id = next(self._ids)
+        wants = on_progress is not None
         frames = common.call_frames(
-            req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent
+            req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent, wants
         )
         wait_s = timeout_s + CALL_REPLY_MARGIN_S  # the daemon itself answers by timeout_s
-        return await self._roundtrip(req_id, frames, wait_s, f"call {skill}.{tool}", None)
+        with cancel_on_exit(self.cancel, req_id):
+            return await self._roundtrip(
+                req_id, frames, wait_s, f"call {skill}.{tool}", on_progress
+            )
 
     async def request(
         self,
@@ -369,17 +384,15 @@ class AsyncClient:
         if req_id is None:
             _log.debug("ignoring a %s on the control socket", type(msg).__name__)
             return
-        if isinstance(msg, ipc.Progress):
-            pending = self._pending.get(req_id)
-        else:
-            pending = self._pending.pop(req_id, None)
+        update = isinstance(msg, common.UPDATES)
+        pending = self._pending.get(req_id) if update else self._pending.pop(req_id, None)
         if pending is None or pending.future.done():
             _log.debug("ignoring an answer to req %d, which nobody waits for", req_id)
-        elif not isinstance(msg, ipc.Progress):
+        elif not update:
             pending.future.set_result(msg)
         elif pending.on_progress is not None:
             try:
-                pending.on_progress(msg.body)
+                pending.on_progress(common.update_body(msg))
             except Exception as exc:  # the caller's callback: its error is the caller's
                 self._pending.pop(req_id, None)
                 pending.future.set_exception(exc)

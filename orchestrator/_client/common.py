@@ -39,6 +39,7 @@ from .._curve import CurveClient
 from .._rundir import RunDir
 from .keyed import canonical, check_key, check_traceparent
 from .link import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
+from .progress import progress_of
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -232,6 +233,7 @@ def call_frames(
     max_bytes: int,
     key: str | None = None,
     traceparent: str | None = None,
+    progress: bool = False,
 ) -> Frames:
     """Frames of a CallRequest; the arguments are encoded here, once.
     ``timeout_s`` must be positive and finite (InvalidArguments otherwise).
@@ -255,7 +257,7 @@ def call_frames(
         args = canonical(args)  # same arguments, same bytes, same digest
     traceparent = check_traceparent(traceparent)
     payload = ipc.encode_payload(args)
-    msg = CallRequest(req_id, skill, tool, timeout_s, key, traceparent, payload=payload)
+    msg = CallRequest(req_id, skill, tool, timeout_s, key, traceparent, progress, payload=payload)
     return _check_size(ipc.encode(msg), max_bytes)
 
 
@@ -283,7 +285,21 @@ def reply_id(msg: Message) -> int | None:
     """The req_id a message from the control socket answers, if any."""
     if isinstance(msg, (CallReply, Reply, ipc.Progress)):
         return msg.req_id
+    if isinstance(msg, ipc.CallProgress):
+        return msg.id
     return None
+
+
+UPDATES = (ipc.Progress, ipc.CallProgress)
+"""The messages that are not a request's final answer."""
+
+
+def update_body(msg: Message) -> Any:
+    """What a progress callback gets of an update: a control operation's
+    body, or a call's :class:`~.progress.Progress`."""
+    if isinstance(msg, ipc.CallProgress):
+        return progress_of(msg)
+    return msg.body if isinstance(msg, ipc.Progress) else None
 
 
 def call_value(msg: Message) -> Any:

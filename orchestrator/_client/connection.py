@@ -198,6 +198,24 @@ class Connection:
         finally:
             self._leave(w)
 
+    def send(self, frames: Frames) -> None:
+        """Send a message nobody waits an answer to (a Cancel), from any
+        thread: at once if nobody reads, else through the reader's outbox."""
+        if self.closed:
+            raise ZskillError("client is closed")
+        with self._mu:
+            if self._reading:
+                self._shared = True
+                self._outbox.append((Waiter(0), frames))  # a waiter of its own: never skipped
+                self._wakeup.set()
+                return
+            self._reading = True
+        try:
+            self._send(frames)
+        finally:
+            with self._mu:
+                self._pass_role()
+
     def close(self) -> None:
         """Fail the requests still waiting, then close the socket (at once if no
         thread is reading, else by the reader as it leaves)."""
@@ -359,15 +377,16 @@ class Connection:
         if req_id is None:
             _log.debug("ignoring a %s on the control socket", type(msg).__name__)
             return
-        if req_id == me.req_id and not isinstance(msg, ipc.Progress):
+        update = isinstance(msg, common.UPDATES)
+        if req_id == me.req_id and not update:
             # Our own answer needs no lock: only this thread could give me up.
             self._waiters.pop(req_id, None)
             me.reply = msg
             return
-        if isinstance(msg, ipc.Progress):
+        if update:
             w = self._waiters.get(req_id)
             if w is not None:
-                w.progress.append(msg.body)  # then read w.event: see _idle_until
+                w.progress.append(common.update_body(msg))  # then read w.event: see _idle_until
         else:
             with self._mu:  # against _give_up: a waiter gets its reply or gives up, not both
                 w = self._waiters.pop(req_id, None)

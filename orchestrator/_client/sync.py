@@ -16,17 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+import ipc
 from ipc import Message, ZskillError
 
 from . import common
 from .common import CALL_REPLY_MARGIN_S, CallResult, ProgressCallback, Records, Target
 from .connection import Connection
+from .progress import CallHandle, OnProgress, Progress, cancel_message, cancel_on_exit
 from .stream import EventStream
 
 if TYPE_CHECKING:
     from .._config import Config
 
-__all__ = ["CallResult", "Client", "EventStream"]
+__all__ = ["CallHandle", "CallResult", "Client", "EventStream", "Progress"]
 
 
 class Client:
@@ -81,6 +83,7 @@ class Client:
         timeout: float | None = None,
         key: str | None = None,
         traceparent: str | None = None,
+        on_progress: OnProgress | None = None,
     ) -> Any:
         """Run ``skill.tool(**args)`` and return its result.
 
@@ -91,8 +94,12 @@ class Client:
         mid-call), OutcomeUnknown, for ever. The same key with other
         arguments raises KeyConflict. ``traceparent``: a W3C trace context
         for the skill's span; None takes the current OpenTelemetry span's,
-        if the caller uses OpenTelemetry."""
-        return common.call_value(self._call(skill, tool, args, timeout, key, traceparent))
+        if the caller uses OpenTelemetry. ``on_progress`` is called (in this
+        thread) with each :class:`Progress` the handler reports. A call this
+        thread gives up on -- KeyboardInterrupt, or an exception from
+        ``on_progress`` -- is cancelled on its way out."""
+        reply = self._call(skill, tool, args, timeout, key, traceparent, on_progress)
+        return common.call_value(reply)
 
     def call_detailed(
         self,
@@ -103,11 +110,41 @@ class Client:
         timeout: float | None = None,
         key: str | None = None,
         traceparent: str | None = None,
+        on_progress: OnProgress | None = None,
     ) -> CallResult:
         """Like :meth:`call`, with the version that served it and the round trip time."""
         started = time.perf_counter()
-        reply = self._call(skill, tool, args, timeout, key, traceparent)
+        reply = self._call(skill, tool, args, timeout, key, traceparent, on_progress)
         return common.call_result(reply, time.perf_counter() - started)
+
+    def submit(
+        self,
+        skill: str,
+        tool: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        key: str | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> CallHandle:
+        """Start a call on a thread of its own and return at once: a
+        :class:`CallHandle` to wait for its result or cancel it."""
+        req_id = next(self._ids)
+
+        def run() -> CallResult:
+            started = time.perf_counter()
+            reply = self._call(skill, tool, args, timeout, key, None, on_progress, req_id)
+            return common.call_result(reply, time.perf_counter() - started)
+
+        return CallHandle(req_id, run, self.cancel)
+
+    def cancel(self, call_id: int, reason: str | None = None) -> None:
+        """Cancel a call of this client, by the id a :class:`CallHandle` or a
+        :class:`Progress` gives: if it is still queued it never runs, if it
+        runs its handler is told to stop; its caller gets Cancelled. A call
+        already answered (or unknown) is left alone. Returns at once."""
+        msg = cancel_message(call_id, reason)
+        self._conn.send(ipc.encode(msg))
 
     def _call(
         self,
@@ -115,17 +152,22 @@ class Client:
         tool: str,
         args: Mapping[str, Any] | None,
         timeout: float | None,
-        key: str | None,
-        traceparent: str | None,
+        key: str | None = None,
+        traceparent: str | None = None,
+        on_progress: OnProgress | None = None,
+        req_id: int | None = None,
     ) -> Message:
         timeout_s = self._timeout if timeout is None else timeout
-        req_id = next(self._ids)
+        if req_id is None:
+            req_id = next(self._ids)
+        wants = on_progress is not None
         frames = common.call_frames(
-            req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent
+            req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent, wants
         )
         # The daemon answers by timeout_s itself; the margin is for the trip back.
         wait_s = timeout_s + CALL_REPLY_MARGIN_S
-        return self._conn.roundtrip(req_id, frames, wait_s, f"call {skill}.{tool}", None)
+        with cancel_on_exit(self.cancel, req_id):
+            return self._conn.roundtrip(req_id, frames, wait_s, f"call {skill}.{tool}", on_progress)
 
     def request(
         self,

@@ -5,7 +5,9 @@ The loop hands every message it reads to :meth:`Dispatcher.on_control`
 it and pass it on by type with one ``match``:
 
     client         CallRequest -> Router.accept     Request -> ControlServer
+                   Cancel -> Cancels.request
     skill process  Result -> Router.result          Hello, HealthReply -> Lifecycle
+                   CallProgress -> the caller, if it asked for progress
                    Heartbeat, Drained, Bye: proof of life only
 
 This is the daemon's hot path: a call costs a decode, one or two class
@@ -24,8 +26,11 @@ from typing import Any
 from ipc import (
     MAX_TRACEPARENT_CHARS,
     Bye,
+    CallProgress,
     CallReply,
     CallRequest,
+    Cancel,
+    Cancelled,
     Drained,
     HealthReply,
     Heartbeat,
@@ -48,6 +53,7 @@ from ipc import (
     decode_header,
 )
 
+from .cancels import Cancels
 from .control import ControlServer
 from .lifecycle import Lifecycle
 from .router import Router
@@ -85,6 +91,7 @@ class Dispatcher:
         self.max_bytes = max_bytes
         self.call_timeout_s = call_timeout_s
         self._shutting_down = False
+        self.cancels = Cancels(router, lifecycle, lifecycle.events, send_worker)
 
     def begin_shutdown(self) -> None:
         """From now on every call is refused: the daemon is shutting down."""
@@ -113,6 +120,8 @@ class Dispatcher:
                 self._on_call(ident, msg)
             case Request():
                 self._on_request(ident, msg)
+            case Cancel():
+                self.cancels.request(ident, msg.id, msg.reason, self.clock())
             case _:
                 err = ProtocolError(f"{type(msg).__name__} is not a message a client may send")
                 self._send_ctl(ident, Reply(0, None, err.to_wire()))
@@ -132,6 +141,16 @@ class Dispatcher:
         timeout = msg.timeout_s
         if not timeout > 0:
             timeout = self.call_timeout_s
+        reason = self.cancels.overtaken(ident, msg.req_id)
+        if reason is not None:  # its Cancel came first (sent from another thread)
+            err5 = Cancelled(
+                f"call to {msg.skill}.{msg.tool} was cancelled before it ran: {reason}",
+                skill=msg.skill,
+                tool=msg.tool,
+                reason=reason,
+            )
+            self._reply_call(ident, msg.req_id, err5.to_wire())
+            return
         timeout = min(timeout, MAX_TIMEOUT_S)
         if msg.key is not None:
             keys = self.router.keys
@@ -157,6 +176,7 @@ class Dispatcher:
             timeout,
             self.clock(),
             traceparent=msg.traceparent,
+            progress=msg.progress,
         )
 
     def _too_large_to_forward(self, ident: bytes, msg: CallRequest) -> bool:
@@ -169,7 +189,8 @@ class Dispatcher:
         extra = len(msg.key or "") + len(msg.traceparent or "")
         if room >= 4 * (len(msg.tool) + extra) + CALL_HEADER_BYTES:  # usually: no encoding
             return False
-        size = call_bytes(msg.tool, len(msg.payload), msg.key, msg.traceparent)
+        tail = (msg.key, msg.traceparent, True) if msg.progress else (msg.key, msg.traceparent)
+        size = call_bytes(msg.tool, len(msg.payload), *tail)
         if size <= self.max_bytes:
             return False
         err = MessageTooLarge(
@@ -233,6 +254,11 @@ class Dispatcher:
                 self.router.result(proc.inst, msg.call_id, msg.error, msg.payload, now)
             case Heartbeat():
                 pass
+            case CallProgress():
+                call = proc.inst.in_flight.get(msg.id)
+                if call is not None and call.progress and not call.answered:
+                    update = CallProgress(call.req_id, msg.done, msg.total, msg.message)
+                    self._send_ctl(call.client, update)
             case Hello():
                 self.life.hello(proc, msg, now)
             case HealthReply():

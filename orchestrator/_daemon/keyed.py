@@ -200,6 +200,7 @@ class KeyedCalls:
             now,
             key=msg.key,
             traceparent=msg.traceparent,
+            progress=msg.progress,
         )
         if self.book.get(e.skill, e.key) is e and e.state is KeyState.RUNNING:
             e.attempt = call

@@ -252,6 +252,7 @@ class Daemon:
         self.life.tick(now)
         self.reloader.tick()  # removed skills whose processes are gone
         self.watch.tick()
+        self.dispatch.cancels.tick(now)  # handlers that ignore their cancel
         if self.metrics is not None:
             self.metrics.refresh(now)
         self.sampler.tick(now, self.sup.skills)  # CPU, memory; then memory_limit

@@ -99,12 +99,12 @@ class PendingCall:
     key: str | None = None  # idempotency key (see .keyed)
     traceparent: str | None = None  # forwarded to the skill
     by_skill: bool = False  # its outcome is the skill's Result, not the daemon's error
+    progress: bool = False  # the caller wants CallProgress updates
 
     def message(self, timeout_s: float) -> Call:
         """The Call that runs it on a skill process."""
-        return Call(
-            self.call_id, self.tool, timeout_s, self.key, self.traceparent, payload=self.payload
-        )
+        key, parent, progress = self.key, self.traceparent, self.progress
+        return Call(self.call_id, self.tool, timeout_s, key, parent, progress, payload=self.payload)
 
 
 COMPACT_ABOVE = 1024
@@ -159,6 +159,7 @@ class Router:
         self._deadlines: list[tuple[float, int, PendingCall]] = []
         self._open = 0  # calls in _deadlines not answered yet
         self.keys: KeyedCalls | None = None  # idempotency keys (it sets itself)
+        self.on_abandon: Callable[[PendingCall, str, float], None] | None = None  # .cancels
 
     # --- skills ----------------------------------------------------------------
 
@@ -211,12 +212,13 @@ class Router:
         *,
         key: str | None = None,
         traceparent: str | None = None,
+        progress: bool = False,
     ) -> PendingCall:
         """Take a call in; the caller already checked that the skill exists."""
         call = PendingCall(
             next(self._ids), client, req_id, skill, tool, payload, now + timeout_s, now
         )
-        call.key, call.traceparent = key, traceparent
+        call.key, call.traceparent, call.progress = key, traceparent, progress
         q = self.queue(skill)
         if q.max_queued is not None and q.waiting >= q.max_queued and q.accepting:
             # Refused before it is tracked: a flood costs no memory here.
@@ -315,6 +317,8 @@ class Router:
                     tool=call.tool,
                 ),
             )
+            if call.instance is not None and self.on_abandon is not None:
+                self.on_abandon(call, f"its deadline passed ({budget:.3g} s)", now)
             n += 1
         if self.keys is not None:
             self.keys.expire(now)

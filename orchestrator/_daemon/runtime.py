@@ -53,6 +53,13 @@ class Proc:
     def pid(self) -> int:
         return self.child.pid
 
+    @property
+    def cancelling(self) -> int:
+        """Calls answered (cancelled, or past their deadline) whose handler
+        has not returned: its skill was told to stop them, and they still
+        hold their slot (see .cancels)."""
+        return sum(1 for c in self.inst.in_flight.values() if c.answered)
+
     def status(self) -> InstanceStatus:
         return {
             "instance": self.id,
@@ -60,6 +67,7 @@ class Proc:
             "pid": self.pid,
             "state": self.state.value,
             "in_flight": len(self.inst.in_flight),
+            "cancelling": self.cancelling,
         }
 
 
@@ -169,6 +177,7 @@ class SkillRuntime:
             "uptime_s": round(now - main.ready_at, 3) if main and main.ready_at else 0.0,
             "restarts": self.restarts,
             "in_flight": sum(len(p.inst.in_flight) for p in self.procs.values()),
+            "cancelling": sum(p.cancelling for p in self.procs.values()),
             "queued": queued,
             "concurrency": self.config.settings.concurrency,
             "tools": sorted(main.inst.tools) if main else [],

@@ -2,7 +2,8 @@
 
     MCP host ──stdio── Bridge ──AsyncClient── zskilld ── skills
                         │  tools/list   -> the daemon's ``tools`` op (Catalog)
-                        │  tools/call   -> ``call`` (results: _mcp_results)
+                        │  tools/call   -> ``call`` (results: _mcp_results; a host's
+                        │     progressToken and notifications/cancelled: .relay)
                         └─ watch: the daemon's events -> refresh -> "tools changed"
 
 One process serves one host connection, in the protocol generation the host
@@ -51,6 +52,7 @@ from ipc import ZskillError
 
 from .._client.aio import AsyncClient
 from .._status import EventKind, SkillState
+from . import relay
 from .arguments import ArgumentCheck
 from .catalog import Catalog, ToolEntry, tool_name
 from .meta import CALL_TOOL, LIST_TOOLS, META_TOOLS, MetaError, list_skill, parse_call
@@ -261,7 +263,7 @@ class Bridge:
         if params.name == LIST_TOOLS:
             return await self._meta_list(args)
         if params.name == CALL_TOOL:
-            return await self._meta_call(args)
+            return await self._meta_call(args, ctx)
         target = self._known.get(params.name)
         if target is None:
             await self.refresh_quietly()  # a tool added since the last refresh
@@ -271,10 +273,14 @@ class Bridge:
                 f"no zskill tool is named {params.name!r}; {LIST_TOOLS} lists the tools "
                 f"there are now, and {CALL_TOOL} calls one by skill and tool name"
             )
-        return await self.forward(*target, args)
+        return await self.forward(*target, args, ctx)
 
-    async def forward(self, skill: str, tool: str, args: Mapping[str, Any]) -> types.CallToolResult:
-        """Call ``skill.tool`` through the daemon; its outcome as an MCP result."""
+    async def forward(
+        self, skill: str, tool: str, args: Mapping[str, Any], ctx: Ctx | None = None
+    ) -> types.CallToolResult:
+        """Call ``skill.tool`` through the daemon; its outcome as an MCP result.
+        With ``ctx``, the host's progressToken and cancellation are honoured
+        (see :mod:`.relay`)."""
         wrong = await self._argument_problems(skill, tool, args)
         if wrong:
             return failure(f"{skill}.{tool}: invalid arguments: {'; '.join(wrong)}")
@@ -282,9 +288,7 @@ class Bridge:
         if self._stopping:
             return failure(restarting(f"{skill}.{tool}", "it is shutting down"))
         try:
-            result = await self._client.call_detailed(
-                skill, tool, args, timeout=self._call_timeout_s
-            )
+            result = await relay.call(self._client, skill, tool, args, self._call_timeout_s, ctx)
         except ZskillError as exc:
             if self._stopping:  # refused because the daemon shuts down
                 return failure(restarting(f"{skill}.{tool}", exc.message))
@@ -332,13 +336,13 @@ class Bridge:
         listed = [entry.describe() for entry in self._catalog.of_skill(skill)]
         return value_result({"tools": listed})
 
-    async def _meta_call(self, args: Mapping[str, Any]) -> types.CallToolResult:
+    async def _meta_call(self, args: Mapping[str, Any], ctx: Ctx) -> types.CallToolResult:
         try:
             call = parse_call(args)
         except MetaError as exc:
             return failure(str(exc))
         self._known.setdefault(tool_name(call.skill, call.tool), (call.skill, call.tool))
-        return await self.forward(call.skill, call.tool, call.arguments)
+        return await self.forward(call.skill, call.tool, call.arguments, ctx)
 
 
 def _version() -> str:

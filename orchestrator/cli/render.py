@@ -107,7 +107,8 @@ def list_table(statuses: Sequence[SkillStatus], *, width: int | None = None) -> 
 
 
 def list_notes(statuses: Sequence[SkillStatus]) -> list[Text]:
-    """Under the table: why each errored (or backing off) skill is down."""
+    """Under the table: why each errored (or backing off) skill is down, and
+    which hold slots with handlers that ignore their cancel."""
     notes = []
     for row in statuses:
         state, last_exit = row.get("state"), row.get("last_exit")
@@ -118,6 +119,16 @@ def list_notes(statuses: Sequence[SkillStatus]) -> list[Text]:
             if state == SkillState.ERRORED:
                 note.append(f" (`zskill start {row.get('name')}` clears it)", style="dim")
             notes.append(note)
+        cancelling = row.get("cancelling") or 0
+        if cancelling:
+            calls = "call still runs" if cancelling == 1 else "calls still run"
+            notes.append(
+                Text(
+                    f"{row.get('name')}: {cancelling} cancelled {calls}, holding "
+                    f"{'its slot' if cancelling == 1 else 'their slots'} (past cancel_grace_s "
+                    "the process is replaced)"
+                )
+            )
     return notes
 
 

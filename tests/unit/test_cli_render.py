@@ -115,11 +115,14 @@ def test_list_notes_say_why_a_skill_is_down() -> None:
                "by SIGKILL"),
         status(name="mail", state="backoff", last_exit="mail-2 (version 1.0.0) exited with code 1"),
         status(name="old", state="running", last_exit="old-1 exited with code 1"),
+        status(name="batch", state="running", cancelling=2),
     ]  # fmt: skip
     assert [render(n, width=200) for n in list_notes(rows)] == [
         "search: errored; last exit: search-7 (version 3.1.0) was killed by SIGKILL (`zskill "
         "start search` clears it)",
         "mail: backoff; last exit: mail-2 (version 1.0.0) exited with code 1",
+        "batch: 2 cancelled calls still run, holding their slots (past cancel_grace_s the "
+        "process is replaced)",
     ]
 
 

@@ -26,7 +26,7 @@ EXAMPLES: list[ipc.Message] = [
     ipc.Request(1, "list", {}),
     ipc.CallRequest(2, "echo", "say", 1.0, payload=b"\x80"),
     ipc.CallRequest(
-        2, "echo", "say", 1.0, "key-1", "00-" + "a" * 32 + "-" + "b" * 16 + "-01", b"x"
+        2, "echo", "say", 1.0, "key-1", "00-" + "a" * 32 + "-" + "b" * 16 + "-01", payload=b"x"
     ),
     ipc.CallRequest(2, "echo", "say", 1.0, None, "00-trace", payload=b"\x80"),
     ipc.Call(7, "say", 2.5, "key-1", None, payload=b"\x80"),
@@ -34,6 +34,11 @@ EXAMPLES: list[ipc.Message] = [
     ipc.Reply(1, None, WireError("BadRequest", "x", {})),
     ipc.CallReply(2, "1.0", None, payload=b"\xc0"),
     ipc.Progress(1, {"step": "spawn"}),
+    ipc.Call(7, "say", 2.5, payload=b"\x80", progress=True),
+    ipc.CallRequest(2, "echo", "say", 1.0, payload=b"\x80" * 40_000, progress=True),
+    ipc.CallProgress(7, 3.0, 10.0, "three"),
+    ipc.CallProgress(7, 0.5),
+    ipc.Cancel(7, "cancelled by the caller"),
     ipc.Event(1, 2.0, "echo", "ready", {"pid": 3}),
 ]
 
@@ -53,6 +58,17 @@ def test_absent_optional_fields_are_left_off_and_old_headers_still_decode() -> N
     assert isinstance(two, ipc.CallRequest) and two.key is None and two.payload == b"\x80"
     with pytest.raises(ProtocolError, match=r"CallRequest\.key must be nil or a string"):
         ipc.decode([msgpack.packb([21, 2, "echo", "say", 1.0, 5, None, b"\x80"])])
+
+
+def test_progress_is_left_off_when_false_and_sent_when_asked() -> None:
+    """``progress`` false is its default: absent, as a peer that predates it
+    sends nothing; true goes after the key and trace context (nil if none)."""
+    (frame,) = ipc.encode(ipc.CallRequest(2, "echo", "say", 1.0, progress=False, payload=b"\x80"))
+    assert msgpack.unpackb(frame) == [21, 2, "echo", "say", 1.0, b"\x80"]
+    (frame,) = ipc.encode(ipc.CallRequest(2, "echo", "say", 1.0, progress=True, payload=b"\x80"))
+    assert msgpack.unpackb(frame) == [21, 2, "echo", "say", 1.0, None, None, True, b"\x80"]
+    with pytest.raises(ProtocolError, match=r"CallProgress\.total"):
+        ipc.decode([msgpack.packb([12, 1, 1.0, "ten"])])
 
 
 def test_ints_are_accepted_where_floats_are_expected() -> None:

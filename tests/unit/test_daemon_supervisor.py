@@ -288,7 +288,14 @@ def test_status_keeps_every_key_in_order(b: Bench) -> None:
     status = b.sup.status(b.rt, b.clock())
     assert list(status) == list(SkillStatus.__annotations__)
     assert status["instances"] == [
-        {"instance": proc.id, "version": "1.0.0", "pid": proc.pid, "state": "ready", "in_flight": 0}
+        {
+            "instance": proc.id,
+            "version": "1.0.0",
+            "pid": proc.pid,
+            "state": "ready",
+            "in_flight": 0,
+            "cancelling": 0,
+        }
     ]
     assert type(status["state"]) is str  # a plain string on the wire, not the enum
 

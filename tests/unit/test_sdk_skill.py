@@ -21,7 +21,13 @@ ECHO = Path(__file__).resolve().parents[2] / "skills" / "examples" / "echo"
 
 
 def test_public_api() -> None:
-    assert set(skills.__all__) == {"Skill", "ZskillError", "InvalidArguments"}
+    assert set(skills.__all__) == {
+        "Skill",
+        "ZskillError",
+        "InvalidArguments",
+        "Context",
+        "Cancelled",
+    }
     assert skills.ZskillError is ipc.ZskillError
     assert skills.InvalidArguments is ipc.InvalidArguments
     assert "skill.run()" in (skills.__doc__ or "")

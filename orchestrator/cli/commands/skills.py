@@ -114,15 +114,29 @@ def call(
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
-    """Call a tool and print its result (text as is, anything else as JSON)."""
+    """Call a tool and print its result (text as is, anything else as JSON).
+    On a terminal, the progress the tool reports is drawn as a bar on
+    stderr; Ctrl-C cancels the call (the skill is told to stop)."""
     from ..format import human_elapsed, to_json
+    from ..progress import CallProgress
 
     arguments = _parse_args(args)
     if key is not None and not key:
         raise UsageError("--key: an idempotency key cannot be empty")
     cfg = load(config)
-    with connect(cfg) as client:
-        result = client.call_detailed(skill, tool, arguments, timeout=timeout, key=key)
+    bar = CallProgress(f"{skill}.{tool}")
+    with connect(cfg) as client, bar:
+        try:
+            if bar.enabled:
+                result = client.call_detailed(
+                    skill, tool, arguments, timeout=timeout, key=key, on_progress=bar
+                )
+            else:  # nobody to show progress to: the skill need not send it
+                result = client.call_detailed(skill, tool, arguments, timeout=timeout, key=key)
+        except KeyboardInterrupt:
+            # Client.call has sent the cancel on its way out.
+            typer.echo(f"zskill: call to {skill}.{tool} cancelled (interrupted)", err=True)
+            raise typer.Exit(130) from None
     value = result.value
     typer.echo(value if isinstance(value, str) else to_json(value, indent=2))
     if show_version:
