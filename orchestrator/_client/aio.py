@@ -121,10 +121,7 @@ class AsyncClient:
         return common.call_result(reply, time.perf_counter() - started)
 
     def cancel(self, call_id: int, reason: str | None = None) -> None:
-        """As ``Client.cancel``; a task cancelled while it waits for a call
-        cancels the call the same way."""
-        if self._closed:
-            raise ZskillError("client is closed")
+        """As ``Client.cancel`` (a task cancelled while it awaits a call cancels it too)."""
         send_cancel(self._sock, call_id, reason)
 
     async def _call(
@@ -144,10 +141,9 @@ class AsyncClient:
             req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent, wants
         )
         wait_s = timeout_s + CALL_REPLY_MARGIN_S  # the daemon itself answers by timeout_s
+        what = f"call {skill}.{tool}"
         with cancel_on_exit(self.cancel, req_id):
-            return await self._roundtrip(
-                req_id, frames, wait_s, f"call {skill}.{tool}", on_progress
-            )
+            return await self._roundtrip(req_id, frames, wait_s, what, on_progress)
 
     async def request(
         self,

@@ -89,7 +89,10 @@ def send_cancel(sock: Any, call_id: int, reason: str | None) -> None:
     send is settled at once (see zmq.asyncio), so a cancelled task, which
     may not await any more, can still send it."""
     frames = ipc.encode(cancel_message(call_id, reason))
-    sent = cast("asyncio.Future[Any]", sock.send_multipart(frames, zmq.NOBLOCK))
+    try:
+        sent = cast("asyncio.Future[Any]", sock.send_multipart(frames, zmq.NOBLOCK))
+    except zmq.ZMQError as exc:  # a closed client's socket
+        raise ZskillError(f"cannot send to the daemon: {exc}") from exc
     if sent.done() and sent.exception() is not None:
         raise DaemonUnavailable(f"cannot send to the daemon: {sent.exception()}")
 

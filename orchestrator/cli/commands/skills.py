@@ -125,18 +125,18 @@ def call(
         raise UsageError("--key: an idempotency key cannot be empty")
     cfg = load(config)
     bar = CallProgress(f"{skill}.{tool}")
-    with connect(cfg) as client, bar:
-        try:
+    try:
+        with connect(cfg) as client, bar:
             if bar.enabled:
                 result = client.call_detailed(
                     skill, tool, arguments, timeout=timeout, key=key, on_progress=bar
                 )
             else:  # nobody to show progress to: the skill need not send it
                 result = client.call_detailed(skill, tool, arguments, timeout=timeout, key=key)
-        except KeyboardInterrupt:
-            # Client.call has sent the cancel on its way out.
-            typer.echo(f"zskill: call to {skill}.{tool} cancelled (interrupted)", err=True)
-            raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        # Client.call sent the cancel on its way out; the bar is gone by now.
+        typer.echo(f"zskill: call to {skill}.{tool} cancelled (interrupted)", err=True)
+        raise typer.Exit(130) from None
     value = result.value
     typer.echo(value if isinstance(value, str) else to_json(value, indent=2))
     if show_version:
