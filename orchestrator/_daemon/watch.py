@@ -31,6 +31,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ STEP_MS = 300
 save (write a temporary file, rename it, touch the directory) is one batch."""
 DEBOUNCE_MS = 2000
 """The longest a batch keeps growing while changes go on."""
+CLOSE_WAIT_S = 1.0  # at the daemon's exit, for the watcher threads to end
 SHOWN = 10  # changed paths named in an event; the count says how many in all
 
 # Editors' leftovers, on top of watchfiles' own list (.swp, ~, .#, .pyc, ...):
@@ -159,17 +161,27 @@ class FileWatch:
                 self._act(name, self._pending.pop(name))
 
     def close(self) -> None:
-        for w in self._watchers.values():
-            w.stop.set()
+        """Stop every watcher. The pipe is closed only once no thread can
+        write to it any more: a late write could land in a file that took
+        its descriptor's number."""
+        watchers = list(self._watchers.values())
         self._watchers.clear()
+        for w in watchers:
+            w.stop.set()
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        for w in watchers:
+            w.thread.join(max(0.0, deadline - time.monotonic()))
         self._watch_fd(self._r, None)
-        os.close(self._r)
-        os.close(self._w)
+        if not any(w.thread.is_alive() for w in watchers):
+            os.close(self._r)
+            os.close(self._w)
 
     # --- from the threads ----------------------------------------------------------
 
     def _post(self, w: _Watcher, what: Any) -> None:
         # On a watcher thread: hand over, wake the daemon's poller, nothing else.
+        if w.stop.is_set():
+            return  # no longer wanted; the pipe may be closing
         self._inbox.put((w, what))
         with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
             os.write(self._w, b"w")
