@@ -170,13 +170,16 @@ def reload(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) -> None
     Untouched skills keep running as they are. An invalid file is refused
     whole (exit 2) and nothing changes. Sending the daemon SIGHUP does the same.
     """
-    from ..format import reload_line, to_json
+    from ..format import reload_line, stderr_lines, to_json
 
     cfg = load(config)
 
     def on_progress(outcome: Any) -> None:
         if isinstance(outcome, dict) and not as_json:
             typer.echo(reload_line(outcome))
+            details = (outcome.get("error") or {}).get("details") or {}
+            for line in stderr_lines(details):  # why the new process failed
+                typer.echo(f"      {line}")
 
     with connect(cfg) as client:
         if not as_json:  # the file the daemon reads: the one it was started with
