@@ -4,8 +4,9 @@ gets no redraws mixed into it).
 
 The bar shows what the handler reported (``ctx.progress(done, total,
 message)``): a bar with a count when it knows the total, a pulsing one when
-it does not, and its last message. It is transient: it leaves the terminal
-once the call is answered, so only the result remains.
+it does not, and its last message. It appears with the first update (a
+tool that reports none draws nothing) and is transient: it leaves the
+terminal once the call is answered, so only the result remains.
 """
 
 from __future__ import annotations
@@ -33,8 +34,21 @@ class CallProgress:
         self._task: TaskID | None = None
 
     def __enter__(self) -> CallProgress:
+        return self
+
+    def __call__(self, update: Progress) -> None:
+        self.updates += 1
         if not self.enabled:
-            return self
+            return
+        if self._bar is None:
+            self._start()  # at the first update: a call that reports none draws nothing
+        assert self._bar is not None and self._task is not None
+        description = self.what if not update.message else f"{self.what}: {update.message}"
+        self._bar.update(
+            self._task, completed=update.done, total=update.total, description=description
+        )
+
+    def _start(self) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -54,16 +68,6 @@ class CallProgress:
         )
         self._bar.start()
         self._task = self._bar.add_task(self.what, total=None)
-        return self
-
-    def __call__(self, update: Progress) -> None:
-        self.updates += 1
-        if self._bar is None or self._task is None:
-            return
-        description = self.what if not update.message else f"{self.what}: {update.message}"
-        self._bar.update(
-            self._task, completed=update.done, total=update.total, description=description
-        )
 
     def __exit__(
         self,
