@@ -193,6 +193,9 @@ class Client:
         return common.expect_list(self.request("list"), "list")
 
     def tools(self, skill: str | None = None) -> dict[str, Records]:
+        """The tools of every running skill (or of ``skill``): ``{skill:
+        [{"name", "description", "input_schema", "output_schema",
+        "idempotent"}]}``, as the serving version announced them."""
         return common.expect_dict(self.request("tools", common.optional_skill_args(skill)), "tools")
 
     def start(self, skill: str) -> dict[str, Any]:
