@@ -6,12 +6,14 @@ For each skill the plan says one of:
 - ``add``: new in the file; it starts if ``autostart``;
 - ``remove``: gone from the file; it drains and stops, then is forgotten;
 - ``restart``: a setting its process was started with changed (``path``,
-  ``command``, ``env``, ``env_file`` or the file's contents, ``concurrency``):
-  a new process with the new settings replaces the old one through the usual
-  zero-downtime overlap;
-- ``update``: only settings the daemon itself applies changed (timeouts,
-  ``grace_s``, the restart policy, ``max_queued``, ``memory_limit``,
-  ``autostart``, ``watch``): taken in place, the process keeps running;
+  ``command``, ``env``, ``env_file`` or the file's contents, ``concurrency``,
+  ``memory_limit``: the kernel's backstop is set at the spawn), or any
+  setting not known to be applied in place: a new process with the new
+  settings replaces the old one through the usual zero-downtime overlap;
+- ``update``: only settings the daemon reads each time it needs them changed
+  (:data:`IN_PLACE_KEYS`: timeouts, ``grace_s``, the restart policy,
+  ``max_queued``, ``autostart``, ``watch``, ...): taken in place, the
+  process keeps running;
 - ``keep``: nothing changed; its processes are not touched.
 
 Settings of the ``[daemon]`` table are listed but not applied: the sockets,
@@ -29,8 +31,26 @@ from enum import StrEnum
 
 from ._config import DaemonSettings, SkillConfig, SkillSettings
 
-RESTART_KEYS = frozenset({"path", "command", "env", "env_file", "concurrency"})
-"""Settings a process is started with: a change needs a new process."""
+IN_PLACE_KEYS = frozenset(
+    {
+        "start_timeout_s",
+        "health_timeout_s",
+        "grace_s",
+        "kill_timeout_s",
+        "cancel_grace_s",
+        "autostart",
+        "restart",
+        "max_restarts",
+        "restart_window_s",
+        "backoff_s",
+        "backoff_max_s",
+        "max_queued",
+        "watch",
+    }
+)
+"""Settings the daemon reads whenever it needs them: a change takes effect
+without a new process. Any other change restarts the skill -- the safe side
+for a setting added later that a process is started with."""
 
 
 class Action(StrEnum):
@@ -122,10 +142,10 @@ def plan(
         keys.sort()
         if not keys:
             action = Action.KEEP
-        elif RESTART_KEYS.intersection(keys):
-            action = Action.RESTART
-        else:
+        elif IN_PLACE_KEYS.issuperset(keys):
             action = Action.UPDATE
+        else:
+            action = Action.RESTART
         out.append(SkillPlan(name, action, tuple(keys)))
     out.extend(SkillPlan(name, Action.REMOVE) for name in running if name not in new)
     daemon_keys: tuple[str, ...] = ()
@@ -138,4 +158,4 @@ def plan(
     return Plan(tuple(out), daemon_keys)
 
 
-__all__ = ["RESTART_KEYS", "Action", "Plan", "SkillPlan", "changed_keys", "plan"]
+__all__ = ["IN_PLACE_KEYS", "Action", "Plan", "SkillPlan", "changed_keys", "plan"]

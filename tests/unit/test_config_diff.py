@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from ipc import ConfigError
-from orchestrator._config import Config, parse
-from orchestrator._config_diff import Action, plan
+from orchestrator._config import Config, SkillSettings, parse
+from orchestrator._config_diff import IN_PLACE_KEYS, Action, plan
 from orchestrator._envfile import env_digest, parse_env, read_env_file
 
 CONFIG = Path("/srv/agent/zskill.toml")
@@ -47,7 +47,8 @@ def test_added_removed_kept() -> None:
         ({"path": "elsewhere"}, Action.RESTART, ("path",)),
         ({"env_file": ".env"}, Action.RESTART, ("env_file",)),
         ({"max_queued": 5}, Action.UPDATE, ("max_queued",)),
-        ({"grace_s": 1.0, "memory_limit": "64MiB"}, Action.UPDATE, ("grace_s", "memory_limit")),
+        ({"grace_s": 1.0, "backoff_s": 2.0}, Action.UPDATE, ("backoff_s", "grace_s")),
+        ({"memory_limit": "64MiB"}, Action.RESTART, ("memory_limit",)),  # cgroup set at spawn
         ({"watch": True}, Action.UPDATE, ("watch",)),
         ({"autostart": False}, Action.UPDATE, ("autostart",)),
         ({"env": {"LEVEL": "debug"}, "grace_s": 1.0}, Action.RESTART, ("env", "grace_s")),
@@ -170,3 +171,9 @@ def test_a_config_error_in_env_never_shows_the_value() -> None:
     with pytest.raises(ConfigError) as info:
         parse({"skills": {"echo": {"path": "e", "command": ["x"], "env": "K=hunter2"}}}, CONFIG)
     assert "hunter2" not in info.value.message
+
+
+def test_every_setting_is_either_applied_in_place_or_restarts() -> None:
+    """A setting added later restarts the skill unless it is listed as
+    applied in place: the list names real settings only."""
+    assert set(IN_PLACE_KEYS) <= set(SkillSettings.model_fields)
