@@ -255,6 +255,19 @@ def test_a_timeout_not_positive_and_finite_is_a_usage_error(
     assert "is not a positive, finite number of seconds" in result.stderr
 
 
+def test_mcp_protocol_is_auto_or_legacy(config: Path) -> None:
+    result = run("mcp", "--protocol", "2026", "--config", str(config))
+    assert result.exit_code == EXIT_USAGE
+    assert "--protocol must be auto or legacy" in result.stderr
+
+
+def test_mcp_without_a_daemon_says_how_to_start_one(config: Path) -> None:
+    result = run("mcp", "--config", str(config))
+    assert result.exit_code == EXIT_NO_DAEMON
+    assert "no zskill daemon is running" in result.stderr and "--start" in result.stderr
+    assert result.stdout == ""
+
+
 def test_usage_errors_exit_2() -> None:
     assert run("call", "echo").exit_code == EXIT_USAGE
     assert run("nosuchcommand").exit_code == EXIT_USAGE
