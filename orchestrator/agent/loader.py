@@ -2,7 +2,7 @@
 
 The attribute may be a pydantic-ai ``Agent`` (wrapped here) or a
 ``DurableAgent``. The module is looked up from the current directory and the
-config file's directory. The loop version, unless the config or the
+config file's directory. The loop version, unless the config, ZSKILL_LOOP_VERSION or the
 ``DurableAgent`` sets one, is a hash of the module's source: editing the
 agent and running it again (or ``zskill agent upgrade``) is a new version.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,9 @@ def load_agent(spec: str, config: Config) -> DurableAgent:
         return DurableAgent(
             obj,
             config,
-            version=config.agent.version or source_version(module),
+            version=config.agent.version
+            or os.environ.get("ZSKILL_LOOP_VERSION")
+            or source_version(module),
             import_string=spec,
         )
     raise AgentNotFound(f"{spec!r} is a {type(obj).__name__}, not a pydantic-ai Agent")

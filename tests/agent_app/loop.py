@@ -4,6 +4,7 @@ calls ledger__record once per step for AGENT_STEPS steps, then answers.
 - AGENT_TOOLS_FILE: each model request appends the tool names it was shown;
 - AGENT_FAIL_AT: at that step it calls ledger__fail instead, and its answer
   quotes what it was told;
+- AGENT_STEP_S: each model request takes this long;
 - AGENT_MODEL=openai: the model is ``openai:gpt-test`` (OPENAI_BASE_URL
   points it at the test's fake server) instead of the scripted one.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from dbos import DBOS
 from pydantic_ai import Agent
@@ -32,9 +34,11 @@ STEPS = int(os.environ.get("AGENT_STEPS", "5"))
 FAIL_AT = int(os.environ.get("AGENT_FAIL_AT", "-1"))
 CONFIG = os.environ.get("ZSKILL_CONFIG", "zskill.toml")
 TOOLS_FILE = os.environ.get("AGENT_TOOLS_FILE")
+STEP_S = float(os.environ.get("AGENT_STEP_S", "0"))
 
 
 def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    time.sleep(STEP_S)  # a model that takes its time
     done = sum(1 for m in messages if isinstance(m, ModelResponse))
     names = sorted(t.name for t in info.function_tools)
     if TOOLS_FILE:

@@ -433,3 +433,62 @@ def test_two_workers_on_postgresql_share_tasks_and_finish_a_killed_ones(
         step, _version, task = line.split()
         per_task.setdefault(task, Counter())[int(step)] += 1
     assert per_task == {f"t-pg-{n}": Counter(range(steps)) for n in range(tasks)}
+
+
+@pytest.mark.timeout(150)
+def test_a_loop_upgrade_mid_task_loses_and_repeats_nothing(
+    ledger_daemon: tuple[Daemon, Path],
+) -> None:
+    """Blue-green for the loop: version 2's worker starts beside version 1's,
+    which is then retired (SIGTERM) mid-task; the task goes on on version 2
+    from its last completed step."""
+    from orchestrator.agent.tasks import TaskStore
+
+    d, ledger = ledger_daemon
+    steps = 40
+    d.config.write_text(d.config.read_text() + '\n[agent]\nagent = "loop:agent"\n')
+    env = loop_env(
+        d,
+        AGENT_STEPS=str(steps),
+        AGENT_STEP_S="0.5",
+        PYTHONPATH=f"{APP}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    )
+    cmd = [sys.executable, "-m", "orchestrator", "agent", "worker", "--config", str(d.config)]
+
+    def worker(version: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            cmd,
+            cwd=d.root,
+            env={**env, "ZSKILL_LOOP_VERSION": version},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    old = worker("v1")
+    new: subprocess.Popen[str] | None = None
+    try:
+        read_line(old, "worker ")
+        with TaskStore(f"sqlite:///{d.run_dir / 'agent.sqlite'}") as store:
+            store.submit("keep the ledger", "t-up", "loop:agent")
+            wait_for(lambda: len(lines(ledger)) >= 2, timeout=60, what="progress on v1")
+            new = worker("v2")
+            read_line(new, "worker ")
+            old.send_signal(signal.SIGTERM)
+            read_line(old, "retired")
+            assert old.wait(30) == 0
+            wait_for(lambda: store.get("t-up").state == "done", timeout=90, what="t-up done")
+            trajectory = store.trajectory("t-up")
+    finally:
+        for w in (old, new):
+            if w is not None and w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+                w.wait(30)
+    recorded = Counter(int(line.split()[0]) for line in lines(ledger))
+    assert recorded == Counter(range(steps)), recorded
+    tools = [s for s in trajectory if s.kind == "tool"]
+    assert len(tools) == steps and all(s.outcome == "ok" for s in tools)
+    versions = [s.loop_version for s in trajectory]
+    # v1 up to some step, v2 from the next one on: nothing ran twice.
+    switch = versions.index("v2")
+    assert set(versions[:switch]) == {"v1"} and set(versions[switch:]) == {"v2"}
+    assert 2 <= switch < len(versions)
