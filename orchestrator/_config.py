@@ -254,6 +254,30 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 
 def load(path: str | Path | None = None) -> Config:
     """Read ``path`` (default ./zskill.toml)."""
+    p, data = _read(path)
+    return parse(data, p)
+
+
+def load_link(path: str | Path | None = None) -> tuple[Config, ConfigError | None]:
+    """The config as far as reaching a running daemon needs it: the whole file
+    when it is valid; else, when its ``[daemon]`` table alone is, that table
+    with no skills, and the file's error beside it. A daemon keeps the config
+    it read at its start (or last reload), so a file broken since must not
+    keep ``down``, ``list`` or ``logs`` from reaching it."""
+    p, data = _read(path)
+    try:
+        return parse(data, p), None
+    except ConfigError as exc:
+        daemon = data.get("daemon", {})
+        if not isinstance(daemon, dict):
+            raise
+        try:
+            return parse({"daemon": daemon}, p), exc
+        except ConfigError:
+            raise exc from None
+
+
+def _read(path: str | Path | None) -> tuple[Path, dict[str, Any]]:
     p = Path(path if path is not None else DEFAULT_CONFIG).expanduser()
     p = p.absolute()
     try:
@@ -275,4 +299,4 @@ def load(path: str | Path | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}", file=str(p)) from None
-    return parse(data, p)
+    return p, data

@@ -31,6 +31,7 @@ and why.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import stat
@@ -58,6 +59,23 @@ class RunDir:
     @property
     def pid_file(self) -> Path:
         return self.path / "zskilld.pid"
+
+    def daemon_running(self) -> bool:
+        """Whether a daemon holds this run dir (its pid file's lock), without
+        connecting: an unlocked or missing pid file says none runs."""
+        try:
+            fd = os.open(self.pid_file, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # closing drops a lock we took
+        return False
 
     @property
     def events_file(self) -> Path:

@@ -64,12 +64,31 @@ def seconds(value: float | None) -> float | None:
     return value
 
 
-def load(config: Path) -> Config:
+def load(config: Path, *, strict: bool = False) -> Config:
     """The config at ``config``; ConfigError (exit 2) when it is invalid, and
-    UsageError (exit 2) when its run dir is unusable (:func:`check_run_dir`)."""
-    from .._config import load as load_config
+    UsageError (exit 2) when its run dir is unusable (:func:`check_run_dir`).
 
-    cfg = load_config(config)
+    Not ``strict`` (commands that talk to a running daemon, which keeps the
+    config it has): a file whose skills are broken but whose ``[daemon]``
+    table is good still reaches the daemon when one runs, with a warning on
+    stderr; with none running, the file's error is the news. ``up`` and
+    ``reload``, which apply the file, are strict."""
+    from .._config import load as load_config
+    from .._config import load_link
+    from .._rundir import RunDir
+
+    if strict:
+        cfg = load_config(config)
+    else:
+        cfg, error = load_link(config)
+        if error is not None and not RunDir(cfg.run_dir).daemon_running():
+            raise error
+        if error is not None:
+            typer.echo(
+                f"warning: {error}\n(the running daemon keeps the config it has; "
+                "fix the file, then `zskill reload`)",
+                err=True,
+            )
     check_run_dir(cfg.run_dir, cfg.path)
     return cfg
 

@@ -199,3 +199,27 @@ def test_an_unusable_run_dir_is_a_clear_error_for_every_command(owner: str) -> N
             assert list(run_dir.iterdir()) == []  # nothing written into theirs (keys, logs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_config_broken_while_the_daemon_runs_does_not_lock_the_operator_out() -> None:
+    """A skill table broken after `up` (a key removed) made every command
+    exit 2, `down` included: the running daemon could not be reached. Commands
+    that talk to it read the [daemon] table alone then, with a warning;
+    `up` and `reload`, which apply the file, still refuse it."""
+    with running_daemon({"echo": example("echo")}) as d:
+        d.wait_running("echo")
+        text = d.config.read_text()
+        d.config.write_text(text + '\n[skills.broken]\npath = "."\n')
+        listed = zskill(d.config, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert "warning:" in listed.stderr and "skills.broken.command" in listed.stderr
+        assert "zskill reload" in listed.stderr
+        called = zskill(d.config, "call", "echo", "say", "--json", '{"text": "hi"}')
+        assert called.returncode == 0 and called.stdout.strip() == "hi", called.stderr
+        refused = zskill(d.config, "reload")
+        assert refused.returncode == 2 and "skills.broken.command" in refused.stderr
+        assert up(d.config).returncode == 2
+        down = zskill(d.config, "down")
+        assert down.returncode == 0, down.stderr
+        assert "zskill daemon stopped" in down.stdout
+        assert d.proc is not None and d.proc.wait(10) is not None

@@ -97,3 +97,22 @@ def test_the_cli_says_so_and_exits_2(tmp_path: Path) -> None:
     assert out.returncode == 2, out
     assert "not a text file in UTF-8" in out.stderr and str(path) in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_file_with_broken_skills_still_names_the_daemon(tmp_path: Path) -> None:
+    """load_link: what reaching a running daemon needs survives a broken skill table."""
+    from orchestrator._config import load_link
+
+    cfg_path = tmp_path / "zskill.toml"
+    cfg_path.write_text('[daemon]\nrun_dir = "rd"\n\n[skills.a]\npath = "."\n')
+    with pytest.raises(ConfigError, match=r"skills\.a\.command"):
+        load(cfg_path)
+    cfg, error = load_link(cfg_path)
+    assert cfg.run_dir == (tmp_path / "rd").resolve() and cfg.skills == {}
+    assert isinstance(error, ConfigError) and "skills.a.command" in str(error)
+    cfg_path.write_text('[daemon]\nrun_dir = 3\n\n[skills.a]\npath = "."\n')
+    with pytest.raises(ConfigError, match=r"skills\.a\.command"):
+        load_link(cfg_path)  # no good [daemon] table: the file's own error
+    cfg_path.write_text('[skills.a]\npath = "."\ncommand = ["python", "main.py"]\n')
+    cfg, error = load_link(cfg_path)
+    assert error is None and list(cfg.skills) == ["a"]

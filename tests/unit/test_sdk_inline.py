@@ -95,7 +95,7 @@ def test_the_guard_takes_the_loop_over_from_a_blocked_run() -> None:
 
 def test_the_standby_parks_when_idle_and_wakes_for_the_next_run() -> None:
     took_over = threading.Event()
-    guard = InlineGuard(took_over.set, tick_s=0.001)
+    guard = InlineGuard(took_over.set, tick_s=0.01)
     try:
         assert guard.end(guard.begin("t")) is False
         wait_for(lambda: guard.parked, interval=0.005, what="the standby to park")

@@ -86,7 +86,7 @@ def run(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Run a task with an agent (or resume it, given an existing --task-id)."""
-    cfg = load(config)
+    cfg = load(config, strict=True)
     with _agent_errors():
         from ...agent.durable import new_task_id
         from ...agent.loader import load_agent
@@ -111,7 +111,7 @@ def submit(
     """Queue a task for the loop workers ([agent] agent runs it); print its id."""
     from ...agent.engine import check_url, database_url
 
-    cfg = load(config)
+    cfg = load(config, strict=True)
     if not cfg.agent.agent:
         raise UsageError(f'{cfg.path}: set [agent] agent = "MODULE:AGENT" for the workers')
     with _agent_errors():
@@ -147,7 +147,7 @@ def tasks(
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """List the agent's tasks: id, state, steps, started, updated, loop version."""
-    cfg = load(config)
+    cfg = load(config, strict=True)
     with _agent_errors():
         store = _store(cfg)
         found = [] if store is None else store.list(limit)
@@ -176,7 +176,7 @@ def tasks(
 
 def show(task_id: TaskIdArg, as_json: JsonOut = False, config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """A task's trajectory: each model step and tool call, who served it, how long, outcome."""
-    cfg = load(config)
+    cfg = load(config, strict=True)
     with _agent_errors():
         info, steps = _task(cfg, task_id)
     if as_json:
@@ -197,7 +197,7 @@ def show(task_id: TaskIdArg, as_json: JsonOut = False, config: ConfigOpt = DEFAU
 
 def resume(task_id: TaskIdArg, config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Resume an interrupted or cancelled task from its last completed step."""
-    cfg = load(config)
+    cfg = load(config, strict=True)
     with _agent_errors():
         from ...agent.loader import load_agent
 
@@ -218,7 +218,7 @@ def resume(task_id: TaskIdArg, config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
 def cancel(task_id: TaskIdArg, config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Cancel a task: it stops before its next step (zskill task resume continues it)."""
-    cfg = load(config)
+    cfg = load(config, strict=True)
     with _agent_errors():
         store = _existing_store(cfg, task_id)
         try:

@@ -55,7 +55,7 @@ def up(
     ] = False,
 ) -> None:
     """Start the daemon (in the foreground unless --detach)."""
-    cfg = load(config)
+    cfg = load(config, strict=True)
     for sc in cfg.skills.values():
         sc.file_env()  # an env_file that cannot be read: a config error now (exit 2)
     if metrics_port is not None:
@@ -172,7 +172,7 @@ def reload(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) -> None
     """
     from ..format import reload_line, stderr_lines, to_json
 
-    cfg = load(config)
+    cfg = load(config, strict=True)
 
     def on_progress(outcome: Any) -> None:
         if isinstance(outcome, dict) and not as_json:

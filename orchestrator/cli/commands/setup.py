@@ -39,7 +39,7 @@ def mcp(
 
     if protocol not in ("auto", "legacy"):
         raise UsageError(f"--protocol must be auto or legacy, not {protocol!r}")
-    cfg = load(config)
+    cfg = load(config, strict=start)  # starting a daemon applies the whole file
     if start:
         ensure_daemon(cfg, why="zskill mcp --start")
     from ipc import DaemonUnavailable
