@@ -12,7 +12,8 @@ Two channels:
 
     skill process (DEALER)  <->  daemon "workers" socket (ROUTER)
         Hello, Welcome, Reject, Call, Result, Heartbeat,
-        HealthCheck, HealthReply, Drain, Drained, Bye, CallProgress, Cancel
+        HealthCheck, HealthReply, Drain, Drained, Bye, CallProgress, Cancel,
+        ExportState, ImportState, StateReply (state handoff in an upgrade)
 
     client (DEALER)         <->  daemon "control" socket (ROUTER)
         Request, CallRequest, Reply, CallReply, Progress, CallProgress, Cancel
@@ -55,6 +56,10 @@ class Kind(IntEnum):
     BYE = 11
     CALL_PROGRESS = 12
     CANCEL = 13
+    # 14-15 are left for call control.
+    EXPORT_STATE = 16
+    IMPORT_STATE = 17
+    STATE_REPLY = 18
 
     REQUEST = 20
     CALL_REQUEST = 21
@@ -137,6 +142,10 @@ class Hello(Message):
     tools: list[ToolSpec]
     has_health: bool
     secret: str = ""
+    # The skill has @skill.export_state / @skill.import_state hooks: an
+    # upgrade between two such versions hands the state over (absent: no).
+    exports_state: bool = False
+    imports_state: bool = False
 
 
 @dataclass(slots=True)
@@ -230,6 +239,42 @@ class Bye(Message):
 
     KIND: ClassVar[Kind] = Kind.BYE
     reason: str = ""
+
+
+@dataclass(slots=True)
+class ExportState(Message):
+    """Run the skill's export_state hook (no call is running, none will be
+    sent until the upgrade ends); answered by StateReply with the state."""
+
+    KIND: ClassVar[Kind] = Kind.EXPORT_STATE
+    request_id: int
+    timeout_s: float
+
+
+@dataclass(slots=True)
+class ImportState(Message):
+    """Run the new version's import_state hook on what the old one exported.
+    Payload: the state, as the old version's StateReply carried it."""
+
+    KIND: ClassVar[Kind] = Kind.IMPORT_STATE
+    HAS_PAYLOAD: ClassVar[bool] = True
+    request_id: int
+    timeout_s: float
+    from_version: str
+    payload: bytes = b""
+
+
+@dataclass(slots=True)
+class StateReply(Message):
+    """A state hook's outcome. Payload: for an export, the msgpack-encoded
+    state; empty for an import. ``error``: the hook raised (with its
+    traceback in the details), or took too long."""
+
+    KIND: ClassVar[Kind] = Kind.STATE_REPLY
+    HAS_PAYLOAD: ClassVar[bool] = True
+    request_id: int
+    error: WireError | None
+    payload: bytes = b""
 
 
 # --- client <-> daemon ---------------------------------------------------------
@@ -347,6 +392,9 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Drain,
     Drained,
     Bye,
+    ExportState,
+    ImportState,
+    StateReply,
     Request,
     CallRequest,
     Reply,

@@ -44,6 +44,7 @@ ENV_SECRET_FD = "ZSKILL_SECRET_FD"  # the pipe the secret comes through (never t
 ENV_SKILL = "ZSKILL_SKILL"
 ENV_CONCURRENCY = "ZSKILL_CONCURRENCY"
 ENV_MAX_MESSAGE_BYTES = "ZSKILL_MAX_MESSAGE_BYTES"
+ENV_DATA_DIR = "ZSKILL_DATA_DIR"  # the skill's data_dir: the same for all its releases
 """Environment a spawned skill process receives (the secret never on argv)."""
 
 

@@ -17,8 +17,13 @@
     env_file = ".env"                # more variables (secrets), relative to the config file
     start_timeout_s = 10
     health_timeout_s = 5
-    grace_s = 30                     # drain before SIGTERM...
+    grace_s = 30                     # drain before SIGTERM ("auto": from the calls' tail)...
     kill_timeout_s = 5               # ...then SIGKILL of the process tree
+    grace_min_s = 5                  # with grace_s = "auto": the drain window's floor...
+    grace_max_s = 300                # ...and its ceiling
+    data_dir = "data/echo"           # state kept across releases (default: run dir)
+    release_exclude = [".venv"]      # names or globs never copied into a release
+    handoff_timeout_s = 30           # export_state + import_state during an upgrade
     memory_limit = "512MiB"          # per process tree; over it: a zero-downtime restart
     max_queued = 10000               # calls waiting for a slot; more are refused at once
     watch = false                    # upgrade in place when its files change (zskill up --watch)
@@ -44,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ipc import MAX_MESSAGE_BYTES, ConfigError
 
 from ._envfile import read_env_file
+from ._rundir import RunDir
 
 DEFAULT_CONFIG = "zskill.toml"
 SKILL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -118,7 +124,11 @@ class SkillSettings(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     start_timeout_s: float = Field(default=10.0, gt=0)
     health_timeout_s: float = Field(default=5.0, gt=0)
-    grace_s: float = Field(default=30.0, ge=0)
+    # Seconds a draining process may take to finish its calls, or "auto":
+    # sized from the skill's recent call durations (see _daemon.grace).
+    grace_s: float | Literal["auto"] = 30.0
+    grace_min_s: float = Field(default=5.0, ge=0)
+    grace_max_s: float = Field(default=300.0, gt=0)
     kill_timeout_s: float = Field(default=5.0, ge=0)
     autostart: bool = True
     restart: Literal["on-failure", "always", "never"] = "on-failure"
@@ -142,6 +152,25 @@ class SkillSettings(_Strict):
     # is replaced by a zero-downtime restart, so hung calls cannot hold a
     # skill's slots for ever.
     cancel_grace_s: float = Field(default=10.0, gt=0)
+    # State that outlives releases: the same directory for every version,
+    # restart and rollback (relative to the config file; default under the
+    # run dir).
+    data_dir: str | None = None
+    # Names or globs (of a file or directory name, or of a path relative to
+    # the skill's directory) left out of release copies; None: the defaults.
+    release_exclude: list[str] | None = None
+    # An upgrade with state handoff: the old version's export_state and the
+    # new one's import_state, together, within this.
+    handoff_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("grace_s", mode="before")
+    @classmethod
+    def _grace(cls, value: object) -> object:
+        if isinstance(value, bool) or not (
+            value == "auto" or (isinstance(value, (int, float)) and value >= 0)
+        ):
+            raise ValueError('must be a number of seconds (>= 0) or "auto"')
+        return float(value) if isinstance(value, int) else value
 
     @field_validator("memory_limit", mode="before")
     @classmethod
@@ -177,18 +206,29 @@ class SkillConfig:
     command: tuple[str, ...]
     settings: SkillSettings
     env_file: Path | None = None  # settings.env_file, resolved
+    data_dir: Path | None = None  # resolved ``data_dir``; None: the run dir's default
 
     def file_env(self) -> dict[str, str]:
         """The env_file's variables, read now ({} without one); ConfigError
         naming the file and line, never a value."""
         return {} if self.env_file is None else read_env_file(self.env_file)
 
-    def argv(self) -> list[str]:
-        """The argv to start the skill; ``python`` is this interpreter."""
+    def argv(self, origin: Path | None = None) -> list[str]:
+        """The argv to start the skill; ``python`` is this interpreter.
+
+        A relative program path (``.venv/bin/python``) names a file beside
+        the code the release came from, ``origin``: a release copy leaves
+        out ``.venv``, and a rollback must find the venv of its own source."""
         cmd = list(self.command)
         if cmd[0] in ("python", "python3"):
             cmd[0] = sys.executable
+        elif origin is not None and "/" in cmd[0] and not Path(cmd[0]).is_absolute():
+            cmd[0] = str(origin / cmd[0])
         return cmd
+
+    @property
+    def auto_grace(self) -> bool:
+        return self.settings.grace_s == "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +242,18 @@ class Config:
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    def data_dir(self, skill: str | SkillConfig, *, make: bool = False) -> Path:
+        """A skill's data directory: the same for every version, restart and
+        rollback, never inside a release (``make``: create it, mode 0700).
+        A SkillConfig is taken as is (one loaded since, by a reload)."""
+        cfg = self.skills.get(skill) if isinstance(skill, str) else skill
+        name = skill if isinstance(skill, str) else skill.name
+        path = cfg.data_dir if cfg is not None and cfg.data_dir else None
+        path = path or RunDir(self.run_dir).skill_data(name)
+        if make:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -245,8 +297,9 @@ def parse(data: dict[str, Any], path: Path) -> Config:
                 file=str(path),
             )
         env_file = (base / s.env_file).resolve() if s.env_file is not None else None
+        data_dir = (base / s.data_dir).resolve() if s.data_dir is not None else None
         skills[name] = SkillConfig(
-            name, (base / s.path).resolve(), tuple(s.command), s, env_file=env_file
+            name, (base / s.path).resolve(), tuple(s.command), s, env_file, data_dir
         )
     run_dir = (base / raw.daemon.run_dir).resolve()
     return Config(path=path, run_dir=run_dir, daemon=raw.daemon, skills=skills, agent=raw.agent)

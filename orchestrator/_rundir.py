@@ -8,6 +8,7 @@
       logs/zskilld.out       stdout and stderr of a detached daemon
       logs/SKILL.log         each skill's captured output (JSON lines)
       releases/SKILL/        kept releases, for rollback
+      data/SKILL/            each skill's data_dir (unless zskill.toml puts it elsewhere)
       keys/                  CurveZMQ keys for tcp:// (see ``_curve``)
       control.sock           ROUTER  clients: calls and control operations
       workers.sock           ROUTER  skill processes
@@ -103,6 +104,14 @@ class RunDir:
     @property
     def releases(self) -> Path:
         return self.path / "releases"
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    def skill_data(self, skill: str) -> Path:
+        """A skill's default data_dir: state that outlives its releases."""
+        return self.data / skill
 
     @property
     def keys(self) -> Path:

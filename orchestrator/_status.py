@@ -48,6 +48,8 @@ class EventKind(StrEnum):
     REMOVED = "removed"  # a skill gone from the config, its processes gone too
     CHANGED = "changed"  # a watched skill's files changed (an upgrade follows)
     CANCEL_IGNORED = "cancel_ignored"
+    DRAIN = "drain"  # a process stops taking calls: its grace and the calls it finishes
+    DRAINED = "drained"  # ...and is gone: how long that took, each call's run time
 
 
 class RolloutOp(StrEnum):
@@ -78,6 +80,15 @@ class InstanceStatus(TypedDict):
     cancelling: int  # of in_flight: cancelled calls whose handler still runs
 
 
+class LongestCall(TypedDict):
+    """The call that has run longest among those a skill is running now."""
+
+    call_id: int
+    tool: str
+    instance: str
+    running_s: float
+
+
 class SkillStatus(TypedDict):
     """One skill, as ``list`` returns it (``zskill list --json``)."""
 
@@ -90,6 +101,7 @@ class SkillStatus(TypedDict):
     in_flight: int
     cancelling: int  # of in_flight: cancelled, the handler not yet returned
     queued: int
+    longest_call: LongestCall | None
     concurrency: int
     tools: list[str]
     last_exit: str | None
@@ -109,6 +121,7 @@ class SkillStatus(TypedDict):
 __all__ = [
     "EventKind",
     "InstanceStatus",
+    "LongestCall",
     "RolloutOp",
     "SkillState",
     "SkillStatus",

@@ -20,6 +20,9 @@ class ExitCode(IntEnum):
     """No answer to the Hello within WELCOME_TIMEOUT_S."""
     DAEMON_GONE = 5
     """Nothing heard from the daemon for liveness_s."""
+    START_FAILED = 6
+    """The skill's on_start hook raised: the process never said hello (its
+    traceback went to the daemon in a Bye, and to stderr)."""
 
 
 __all__ = ["ExitCode"]

@@ -21,7 +21,7 @@ from ipc import HealthReply
 
 
 class Mailbox:
-    __slots__ = ("_sleeping", "_write_fd", "fd", "health", "results")
+    __slots__ = ("_sleeping", "_write_fd", "fd", "health", "outbox", "results")
 
     def __init__(self) -> None:
         read_fd, write_fd = os.pipe()
@@ -32,6 +32,8 @@ class Mailbox:
         self.results: deque[list[bytes]] = deque()
         """Frames of finished calls' Results, ready to send."""
         self.health: deque[HealthReply] = deque()
+        self.outbox: deque[list[bytes]] = deque()
+        """Frames of other messages to send as they are (state handoff)."""
         self._write_fd = write_fd
         self._sleeping = False
 
@@ -42,6 +44,11 @@ class Mailbox:
 
     def post_health(self, reply: HealthReply) -> None:
         self.health.append(reply)
+        if self._sleeping:
+            self.wake()
+
+    def post_frames(self, frames: list[bytes]) -> None:
+        self.outbox.append(frames)
         if self._sleeping:
             self.wake()
 
@@ -59,7 +66,7 @@ class Mailbox:
         """Called by the loop right before polling: False if work is waiting
         (then poll without blocking)."""
         self._sleeping = True
-        if self.results or self.health:
+        if self.results or self.health or self.outbox:
             self._sleeping = False
             return False
         return True

@@ -54,6 +54,7 @@ from ._inline import Deposed
 from ._log import debug, log
 from ._mailbox import Mailbox
 from ._outcome import error_frames, wire_error
+from ._state import StateRunner
 
 WELCOME_TIMEOUT_S = 30.0
 RECV_BATCH = 64
@@ -79,6 +80,7 @@ class Runtime:
         health: HealthRunner,
         mailbox: Mailbox,
         on_welcome: Callable[[Welcome], None] | None = None,
+        state: StateRunner | None = None,
     ) -> None:
         self._hello = hello
         self._env = env
@@ -86,6 +88,7 @@ class Runtime:
         self._health = health
         self._mailbox = mailbox
         self._on_welcome = on_welcome
+        self._state = state  # export/import hooks; their replies come through the outbox
         self._stop_signal: str | None = None
         self._exit: ExitCode | None = None
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
@@ -219,6 +222,8 @@ class Runtime:
                 self._send(ipc.encode(update))
             if mailbox.health:
                 self._send_health_replies()
+            while mailbox.outbox:
+                self._send(mailbox.outbox.popleft())
 
     def _start_and_send(self) -> None:
         """Start the calls that arrived (a handler run inline posts its Result
@@ -290,6 +295,8 @@ class Runtime:
                 self._send(ipc.encode(reply))
         elif isinstance(msg, Drain):
             self._begin_drain("Drain")
+        elif self._state is not None and self._state.handle(msg):
+            pass  # an export or import of state, answered through the outbox
         elif isinstance(msg, Reject):
             log(f"the daemon rejected this skill: {msg.reason}")
             self._exit = ExitCode.REJECTED

@@ -12,8 +12,10 @@ import inspect
 import io
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar, overload
 
 import ipc
@@ -24,16 +26,19 @@ from ._env import RuntimeEnv
 from ._executors import AsyncWorker, ThreadWorkers
 from ._exit import ExitCode
 from ._health import HealthHook, HealthRunner
+from ._hooks import Hook, Hooks, run_on_start, run_on_stop
 from ._inline import InlineGuard
 from ._log import log
 from ._mailbox import Mailbox
 from ._progress import ProgressOut
 from ._runtime import Runtime
+from ._state import StateRunner
 from ._tool import Tool
 from ._trace import CallTracing
 
 F = TypeVar("F", bound=Callable[..., Any])
 H = TypeVar("H", bound=HealthHook)
+K = TypeVar("K", bound=Hook)
 
 NOT_UNDER_DAEMON = (
     "this is a zskill skill; run it under the daemon: add it to zskill.toml and `zskill up`"
@@ -59,6 +64,7 @@ class Skill:
         self.concurrency = concurrency
         self._tools: dict[str, Tool] = {}
         self._health: HealthHook | None = None
+        self._hooks = Hooks()
         # Set once the daemon welcomed this process (used by crash-test skills).
         self._welcomed = threading.Event()
 
@@ -138,6 +144,51 @@ class Skill:
         self._health = fn
         return fn
 
+    @property
+    def data_dir(self) -> Path:
+        """Where this skill keeps state: the same directory for every version,
+        restart and rollback (``ZSKILL_DATA_DIR``, set by the daemon). The
+        code runs from a release copy; files written beside it are lost at
+        the next upgrade. Outside the daemon (an author's own tests), a
+        directory under the temp dir, unless ZSKILL_DATA_DIR is set."""
+        raw = os.environ.get(ipc.ENV_DATA_DIR, "")
+        path = Path(raw) if raw else Path(tempfile.gettempdir()) / f"zskill-data-{self.name}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def on_start(self, fn: K) -> K:
+        """Run ``fn()`` (sync or async) before this process says hello to the
+        daemon: open what the tools need. If it raises, the start fails, with
+        its traceback in the rollout's event. It must end within the skill's
+        ``start_timeout_s``."""
+        return self._hook("on_start", fn)
+
+    def on_stop(self, fn: K) -> K:
+        """Run ``fn()`` once the process has drained (its last call answered),
+        before it exits: flush and close. It must end within ``grace_s``."""
+        return self._hook("on_stop", fn)
+
+    def export_state(self, fn: K) -> K:
+        """``fn()`` returns this version's in-memory state (anything msgpack
+        carries) for the next version's ``import_state``, in an upgrade. It
+        runs when no call runs; it must not destroy the state: if the new
+        version fails to import it, this one goes on serving."""
+        return self._hook("export_state", fn)
+
+    def import_state(self, fn: K) -> K:
+        """``fn(state)`` or ``fn(state, from_version)`` takes over what the old
+        version exported, before this version serves any call. If it raises,
+        the upgrade is rolled back and the old version keeps serving."""
+        return self._hook("import_state", fn)
+
+    def _hook(self, kind: str, fn: K) -> K:
+        if getattr(self._hooks, kind) is not None:
+            raise ValueError(f"skill {self.name!r} already has a {kind} hook")
+        if not callable(fn):
+            raise TypeError(f"{kind} must be a function")
+        setattr(self._hooks, kind, fn)
+        return fn
+
     def run(self) -> NoReturn:
         """Serve this skill to the daemon that started this process, until it
         is drained; then exit (see ExitCode for the codes)."""
@@ -170,6 +221,8 @@ class Skill:
             tools=[t.spec() for t in self._tools.values()],
             has_health=self._health is not None,
             secret=env.secret,
+            exports_state=self._hooks.export_state is not None,
+            imports_state=self._hooks.import_state is not None,
         )
 
     def _serve(self, env: RuntimeEnv) -> ExitCode:
@@ -177,7 +230,7 @@ class Skill:
         hook = self._health
         hook_is_async = hook is not None and inspect.iscoroutinefunction(hook)
         mailbox = Mailbox()
-        needs_loop = hook_is_async or any(t.is_async for t in tools)
+        needs_loop = hook_is_async or self._hooks.any_async() or any(t.is_async for t in tools)
         loop = AsyncWorker("zskill-async") if needs_loop else None
         threads = (
             ThreadWorkers(env.concurrency, "zskill-call")
@@ -185,6 +238,9 @@ class Skill:
             else None
         )
         health_thread = ThreadWorkers(1, "zskill-health") if hook and not hook_is_async else None
+        state = StateRunner(
+            self._hooks, mailbox=mailbox, loop=loop, max_bytes=env.max_message_bytes
+        )
         # Takes the loop over onto its standby thread if an inline handler blocks.
         guard = InlineGuard(lambda: runtime.take_over())
         runtime = Runtime(
@@ -205,11 +261,18 @@ class Skill:
             health=HealthRunner(hook, mailbox=mailbox, threads=health_thread, loop=loop),
             mailbox=mailbox,
             on_welcome=lambda _: self._welcomed.set(),
+            state=state,
         )
         try:
-            return runtime.run()
+            if not run_on_start(self._hooks, env, loop):
+                return ExitCode.START_FAILED
+            code = runtime.run()
+            if code in (ExitCode.DRAINED, ExitCode.DAEMON_GONE):
+                run_on_stop(self._hooks, loop)
+            return code
         finally:
             guard.close()
+            state.close()
             for executor in (threads, health_thread, loop):
                 if executor is not None:
                     executor.close()

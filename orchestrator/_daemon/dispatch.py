@@ -8,7 +8,9 @@ it and pass it on by type with one ``match``:
                    Cancel -> Cancels.request
     skill process  Result -> Router.result          Hello, HealthReply -> Lifecycle
                    CallProgress -> the caller, if it asked for progress
-                   Heartbeat, Drained, Bye: proof of life only
+                   StateReply -> RolloutRunner (state handoff)
+                   Heartbeat, Drained, Bye: proof of life (a Bye before
+                   a hello: why the process could not start)
 
 This is the daemon's hot path: a call costs a decode, one or two class
 checks and a dict lookup here, nothing more. A message too large to read
@@ -46,6 +48,7 @@ from ipc import (
     Result,
     SkillNotFound,
     SkillUnavailable,
+    StateReply,
     WireError,
     ZskillError,
     call_bytes,
@@ -251,7 +254,12 @@ class Dispatcher:
         proc.last_seen = now
         match msg:
             case Result():
-                self.router.result(proc.inst, msg.call_id, msg.error, msg.payload, now)
+                call = self.router.result(proc.inst, msg.call_id, msg.error, msg.payload, now)
+                if call is not None:  # its run time sizes grace_s = "auto"
+                    ran_s = now - call.sent_at
+                    self.sup.skills[proc.inst.skill].tail.record(ran_s)
+                    if proc.drain is not None:
+                        proc.drain.ran_s[call.call_id] = ran_s
             case Heartbeat():
                 pass
             case CallProgress():
@@ -263,8 +271,13 @@ class Dispatcher:
                 self.life.hello(proc, msg, now)
             case HealthReply():
                 self.life.health_reply(proc, msg, now)
-            case Drained() | Bye():
-                log.info("%s: %s", proc.id, type(msg).__name__.lower())
+            case StateReply():
+                self.life.runner.state_reply(self.sup.skills[proc.inst.skill], proc, msg, now)
+            case Bye():
+                proc.bye = msg.reason  # before a hello: why it could not start
+                log.info("%s: bye: %s", proc.id, msg.reason.partition("\n")[0])
+            case Drained():
+                log.info("%s: drained", proc.id)
             case _:
                 log.warning("%s sent %s, which skills may not send", proc.id, type(msg).__name__)
 

@@ -41,6 +41,7 @@ from .runtime import (
 )
 from .source import check_source, entry_file
 from .supervisor import ProcExit, Supervisor, SupervisorIo
+from .treecopy import Exclude
 
 log = logging.getLogger("zskill.lifecycle")
 
@@ -270,10 +271,10 @@ class Lifecycle:
 
     def _release_job(self, rt: SkillRuntime, src: Path) -> PrepareJob:
         """For ``upgrade --from``: a private copy of ``src``, run from there."""
-        releases, name = self.releases, rt.name
+        releases, name, skip = self.releases, rt.name, self._exclude(rt)
 
         def job(cancelled: threading.Event) -> Prepared:
-            rel = releases.prepare(name, src, cancelled)
+            rel = releases.prepare(name, src, cancelled, skip)
             return Prepared(rel.run_dir(), rel, _copied(rel, src))
 
         return job
@@ -281,23 +282,22 @@ class Lifecycle:
     def _snapshot_job(self, rt: SkillRuntime, src: Path) -> PrepareJob:
         """For code run in place: reuse the current release if the code did
         not change, else keep a copy for a later rollback; run from ``src``."""
-        releases, name = self.releases, rt.name
+        releases, name, skip = self.releases, rt.name, self._exclude(rt)
 
         def job(cancelled: threading.Event) -> Prepared:
             if not src.is_dir():
                 return Prepared(src, None, f"{src} is not a directory")
             cur = releases.current(name)
-            unchanged = (
-                cur is not None
-                and cur.source == str(src)
-                and cur.digest == tree_digest(src, cancelled)
-            )
-            if cur is not None and unchanged:
+            same = cur is not None and cur.source == str(src)
+            if cur is not None and same and cur.digest == tree_digest(src, cancelled, skip):
                 return Prepared(src, cur, f"code unchanged since release {cur.id}")
-            rel = releases.prepare(name, src, cancelled)
+            rel = releases.prepare(name, src, cancelled, skip)
             return Prepared(src, rel, _copied(rel, src))
 
         return job
+
+    def _exclude(self, rt: SkillRuntime) -> Exclude:
+        return Exclude.of(rt.config.settings.release_exclude, self.sup.config.data_dir(rt.config))
 
     def _resume(self, rt: SkillRuntime, op: RolloutOp) -> None:
         """``rt`` is wanted in service again: calls are taken, and a stop
@@ -386,7 +386,7 @@ def last_line(lines: list[str]) -> str:
 
 def _copied(rel: Release, src: Path) -> str:
     if rel.path:
-        return f"release {rel.id}: a copy kept"
+        return f"release {rel.id}: a copy kept" + (f"; {rel.placed}" if rel.placed else "")
     return f"release {rel.id}: too large to copy; a rollback reruns it in place"
 
 

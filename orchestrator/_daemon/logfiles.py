@@ -100,6 +100,22 @@ class StreamCapture:
             rest = rest[MAX_LINE:]
         self._buf = rest
 
+    def read_from(self, fd: int) -> bool:
+        """Feed what the pipe ``fd`` holds now; True at its end (flushed).
+        Bounded, so one chatty skill cannot starve the loop."""
+        for _ in range(16):
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return False
+            except OSError:
+                data = b""
+            if not data:
+                self.flush()
+                return True
+            self.feed(data)
+        return False
+
     def flush(self) -> None:
         if self._buf:
             self._emit(self._buf)

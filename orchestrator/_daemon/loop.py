@@ -32,7 +32,7 @@ from ipc import CallReply, DaemonRunning, Event, WireError, more_waiting, recv_f
 from .._config import Config
 from .._rundir import RunDir
 from .._status import EventKind
-from . import process
+from . import drains, process
 from .control import ControlServer
 from .dispatch import Dispatcher
 from .events import EventLog
@@ -324,7 +324,7 @@ class Daemon:
         # The slowest skill bounds the wait: its grace, then its SIGTERM.
         wait = max(
             (
-                rt.config.settings.grace_s + rt.config.settings.kill_timeout_s
+                drains.longest_grace_s(rt.config.settings) + rt.config.settings.kill_timeout_s
                 for rt in self.sup.skills.values()
             ),
             default=0.0,

@@ -7,11 +7,13 @@ directory a release came from cannot break it.
 
     releases/<skill>/index.json     the list, oldest first, "current" marked
     releases/<skill>/<id>/          the code as it was started
+
+Which files a release holds and how each is placed (reflink, hard link of
+a read-only large file, or copy) is :mod:`.treecopy`'s business.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -19,15 +21,16 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .treecopy import Exclude, PrepareCancelled, copy_cost, copy_tree, walk
+
 log = logging.getLogger("zskill.releases")
 
-IGNORED = {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
 MAX_COPY_BYTES = 256 * 1024 * 1024
+"""Past this many bytes to copy (linked files aside), no copy is kept."""
 
 
 @dataclass(slots=True)
@@ -40,6 +43,7 @@ class Release:
     version: str = ""
     tools: list[str] = field(default_factory=list)
     current: bool = False
+    placed: str = ""  # files linked rather than copied, if any (see treecopy)
 
     def run_dir(self) -> Path:
         return Path(self.path or self.source)
@@ -75,22 +79,26 @@ class ReleaseStore:
         return rels[idx - 1]
 
     def prepare(
-        self, skill: str, source: Path, cancelled: threading.Event | None = None
+        self,
+        skill: str,
+        source: Path,
+        cancelled: threading.Event | None = None,
+        exclude: Exclude | None = None,
     ) -> Release:
-        """Copy ``source`` aside as a candidate release (not yet current).
+        """Copy ``source`` aside as a candidate release (not yet current),
+        without what ``exclude`` names.
 
         Reads and copies a whole tree: the daemon runs it off its own thread
         (see ``jobs``). ``cancelled``, once set, makes it stop at the next
         directory and raise PrepareCancelled, leaving nothing behind."""
-        digest = tree_digest(source, cancelled)
+        exclude = exclude or Exclude()
+        digest = tree_digest(source, cancelled, exclude)
         rels = self.all(skill)
         rid, dest = self._claim(skill, max((r.id for r in rels), default=0) + 1)
-        path = ""
+        path = placed = ""
         try:
-            if dir_size(source) <= MAX_COPY_BYTES:
-                shutil.copytree(
-                    source, dest, ignore=_ignorer(cancelled), symlinks=True, dirs_exist_ok=True
-                )
+            if copy_cost(source, exclude, MAX_COPY_BYTES) <= MAX_COPY_BYTES:
+                placed = copy_tree(source, dest, exclude, cancelled).describe()
                 path = str(dest)
             else:
                 log.warning("%s: %s is too large to keep a copy; rollback reruns it", skill, source)
@@ -101,7 +109,7 @@ class ReleaseStore:
             log.warning("%s: cannot copy %s for rollback: %s", skill, source, exc)
         if not path:
             shutil.rmtree(dest, ignore_errors=True)
-        return Release(rid, str(source), path, digest, time.time())
+        return Release(rid, str(source), path, digest, time.time(), placed=placed)
 
     def _claim(self, skill: str, rid: int) -> tuple[int, Path]:
         """The first release id from ``rid`` on whose directory nobody has:
@@ -145,38 +153,16 @@ class ReleaseStore:
         os.replace(tmp, d / "index.json")
 
 
-class PrepareCancelled(Exception):
-    """The release being prepared is no longer wanted."""
-
-
-def _ignorer(cancelled: threading.Event | None) -> Callable[[str, list[str]], set[str]]:
-    """copytree's ``ignore``: called once per directory, so also where a
-    copy that is no longer wanted stops."""
-
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        if cancelled is not None and cancelled.is_set():
-            raise PrepareCancelled(directory)
-        return {n for n in names if n in IGNORED or n.endswith(".pyc")}
-
-    return ignore
-
-
-def _walk(root: Path, cancelled: threading.Event | None = None) -> list[Path]:
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        if cancelled is not None and cancelled.is_set():
-            raise PrepareCancelled(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED)
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.endswith(".pyc"))
-    return out
-
-
-def tree_digest(root: Path, cancelled: threading.Event | None = None) -> str:
+def tree_digest(
+    root: Path, cancelled: threading.Event | None = None, exclude: Exclude | None = None
+) -> str:
     """A digest to tell whether code changed: of the files' contents, or, past
     MAX_COPY_BYTES (a tree too large to copy, and to read at every start), of
-    their names, sizes and modification times."""
-    files = _walk(root, cancelled)
-    by_content = dir_size(root) <= MAX_COPY_BYTES
+    their names, sizes and modification times. What a release excludes
+    (the data_dir, caches) counts for nothing."""
+    exclude = exclude or Exclude()
+    files = walk(root, exclude, cancelled)
+    by_content = copy_cost(root, exclude, MAX_COPY_BYTES) <= MAX_COPY_BYTES
     h = hashlib.sha256()
     for f in files:
         try:
@@ -191,11 +177,4 @@ def tree_digest(root: Path, cancelled: threading.Event | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def dir_size(root: Path) -> int:
-    total = 0
-    for f in _walk(root):
-        with contextlib.suppress(OSError):
-            total += f.lstat().st_size
-        if total > MAX_COPY_BYTES:
-            break
-    return total
+__all__ = ["MAX_COPY_BYTES", "PrepareCancelled", "Release", "ReleaseStore", "tree_digest"]

@@ -100,6 +100,7 @@ class PendingCall:
     traceparent: str | None = None  # forwarded to the skill
     by_skill: bool = False  # its outcome is the skill's Result, not the daemon's error
     progress: bool = False  # the caller wants CallProgress updates
+    sent_at: float = 0.0  # when it went to a skill process (0: not yet)
 
     def message(self, timeout_s: float) -> Call:
         """The Call that runs it on a skill process."""
@@ -153,9 +154,8 @@ class Router:
         self.queues: dict[str, SkillQueue] = {}
         self._ids = itertools.count(1)
         # Every accepted call, by deadline. An answered call leaves it lazily,
-        # when it reaches the top; so that calls answered behind a slow one
-        # (a hung skill) do not pile up, the heap is rebuilt when mostly
-        # answered ones (see next_deadline).
+        # at the top; so that calls answered behind a slow one (a hung skill)
+        # do not pile up, the heap is rebuilt when mostly answered ones.
         self._deadlines: list[tuple[float, int, PendingCall]] = []
         self._open = 0  # calls in _deadlines not answered yet
         self.keys: KeyedCalls | None = None  # idempotency keys (it sets itself)
@@ -270,7 +270,7 @@ class Router:
                     ),
                 )
                 continue
-            call.instance = inst
+            call.instance, call.sent_at = inst, now
             inst.in_flight[call.call_id] = call
             if call.key is not None and self.keys is not None:
                 self.keys.sent(call)

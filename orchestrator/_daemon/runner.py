@@ -17,22 +17,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ipc import ConfigError, UpgradeFailed, UpgradeInProgress
+from ipc import ConfigError, StateReply, UpgradeFailed, UpgradeInProgress
 
 from .._status import EventKind, RolloutOp, StepStatus
 from .events import EventLog
+from .handoff import Handoff
 from .jobs import Jobs
 from .releases import Release
 from .rollout import (
     Action,
     CheckHealth,
+    ExportState,
     Finish,
+    HoldCalls,
+    ImportState,
     KillNew,
     Phase,
     Prepare,
     Report,
+    ResumeCalls,
     Rollout,
     Spawn,
+    Stage,
     Step,
     Switch,
 )
@@ -68,6 +74,7 @@ class RolloutRunner:
         self._listener = listener
         self._jobs = jobs
         self._clock = clock
+        self.handoff = Handoff(supervisor)
 
     def begin(
         self,
@@ -93,6 +100,7 @@ class RolloutRunner:
                 start_timeout_s=s.start_timeout_s,
                 health_timeout_s=s.health_timeout_s,
                 has_old=bool(old),
+                handoff_timeout_s=s.handoff_timeout_s,
             ),
             source=source,
             old=old,
@@ -129,9 +137,11 @@ class RolloutRunner:
             self._apply(rt, ar, ar.machine.refused(now, refused), now)
         else:
             detail = f"version {proc.inst.version}, {len(proc.inst.tools)} tools"
-            self._apply(
-                rt, ar, ar.machine.hello(now, has_health=proc.has_health, detail=detail), now
+            wait_s = self.handoff.wait_s(rt, ar, proc, now)
+            hello = ar.machine.hello(
+                now, has_health=proc.has_health, detail=detail, handoff_wait_s=wait_s
             )
+            self._apply(rt, ar, hello, now)
 
     def health(self, rt: SkillRuntime, proc: Proc, ok: bool, detail: str, now: float) -> None:
         ar = rt.rollout
@@ -142,19 +152,40 @@ class RolloutRunner:
     def proc_exited(self, rt: SkillRuntime, proc: Proc, how: str, now: float) -> None:
         ar = rt.rollout
         if ar is not None and ar.new is proc:
+            if proc.bye and proc.ready_at is None:
+                how = f"{how} ({proc.bye})"
             self._apply(rt, ar, ar.machine.new_exited(now, how), now)
+        elif ar is not None and proc in ar.old:
+            self._apply(rt, ar, ar.machine.old_exited(now, how), now)
+
+    def state_reply(self, rt: SkillRuntime, proc: Proc, msg: StateReply, now: float) -> None:
+        """An export or import of state answered (see .handoff)."""
+        ar = rt.rollout
+        outcome = self.handoff.outcome(ar, proc, msg) if ar is not None else None
+        if ar is None or outcome is None:
+            return
+        what, ok, detail = outcome
+        step = ar.machine.exported if what == "exported" else ar.machine.imported
+        self._apply(rt, ar, step(now, ok, detail), now)
 
     def proc_gone(self, rt: SkillRuntime, proc: Proc, now: float) -> None:
         ar = rt.rollout
         if ar is None or ar.machine.switched_at is None:
             return
         if not any(p.id in rt.procs for p in ar.old):
-            self._apply(rt, ar, ar.machine.old_drained(now), now)
+            detail = proc.drain.describe(now) if proc.drain is not None else ""
+            self._apply(rt, ar, ar.machine.old_drained(now, detail), now)
 
     def tick(self, rt: SkillRuntime, now: float) -> None:
         ar = rt.rollout
+        if ar is not None and ar.machine.stage is Stage.WAITING_IDLE:
+            self._check_idle(rt, ar, now)
         if ar is not None and ar.machine.deadline is not None:
             self._apply(rt, ar, ar.machine.tick(now), now)
+
+    def _check_idle(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
+        if self.handoff.idle(ar):
+            self._apply(rt, ar, ar.machine.old_idle(now), now)
 
     def cancel(self, rt: SkillRuntime, reason: str, now: float) -> None:
         ar = rt.rollout
@@ -178,6 +209,15 @@ class RolloutRunner:
                 case CheckHealth(timeout_s=timeout_s):
                     assert ar.new is not None
                     self.sup.check_health(ar.new, timeout_s)
+                case HoldCalls():
+                    self.handoff.hold(rt, now)
+                    self._check_idle(rt, ar, now)
+                case ExportState(timeout_s=timeout_s):
+                    self.handoff.export(ar, timeout_s)
+                case ImportState(timeout_s=timeout_s):
+                    self.handoff.import_(ar, timeout_s)
+                case ResumeCalls():
+                    self.handoff.resume(rt, ar, now)
                 case Switch():
                     self._switch(rt, ar, now)
                     switched = True
@@ -225,7 +265,7 @@ class RolloutRunner:
 
     def _spawn(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
         try:
-            ar.new = self.sup.spawn(rt, ar.source, now)
+            ar.new = self.sup.spawn(rt, ar.source, now, origin=self._origin(rt, ar))
         except (OSError, ConfigError) as exc:  # ConfigError: its env_file
             argv = " ".join(rt.config.argv())
             more = ar.machine.spawn_failed(now, f"cannot start `{argv}` in {ar.source}: {exc}")
@@ -233,10 +273,20 @@ class RolloutRunner:
             more = ar.machine.spawned(now, f"pid {ar.new.pid}")
         self._apply(rt, ar, more, now)
 
+    @staticmethod
+    def _origin(rt: SkillRuntime, ar: ActiveRollout) -> Path:
+        """Where the code to run came from: a release's source, or, for a
+        restart from the running copy, the running release's."""
+        if ar.release is not None:
+            return Path(ar.release.source)
+        if ar.source == rt.source and rt.origin is not None:
+            return rt.origin
+        return ar.source
+
     def _switch(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
         assert ar.new is not None
         ar.old = self.sup.promote(rt, ar.new, now)
-        rt.source = ar.source
+        rt.source, rt.origin = ar.source, self._origin(rt, ar)
         new_tools = {n: t.to_wire() for n, t in ar.new.inst.tools.items()}
         old_tools = ar.old_tools
         ar.tools_changed = old_tools is not None and old_tools != new_tools

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .._config import SkillConfig
-from .._status import InstanceStatus, RolloutOp, SkillState, SkillStatus
+from .._status import InstanceStatus, LongestCall, RolloutOp, SkillState, SkillStatus
+from .drains import CallTail, DrainLog
 from .logfiles import LogFile, StreamCapture, new_tail
 from .process import Child
 from .releases import Release
@@ -31,6 +32,8 @@ class Proc:
     last_seen: float = 0.0
     last_heartbeat_sent: float = 0.0
     has_health: bool = False
+    exports_state: bool = False  # it has export_state / import_state hooks
+    imports_state: bool = False
     drain_deadline: float | None = None  # grace over: SIGTERM
     kill_deadline: float | None = None  # SIGTERM ignored: SIGKILL
     stop_reason: str = ""  # set when the daemon decided to retire it
@@ -40,6 +43,8 @@ class Proc:
     env_digest: str = ""  # of the env_file it was started with ("" without one)
     # Its last stderr lines (see logfiles.TAIL_LINES): what a failure shows.
     err_tail: deque[str] = field(default_factory=new_tail)
+    drain: DrainLog | None = None  # set when its drain began
+    bye: str = ""  # the reason its Bye gave (an on_start that raised: its traceback)
 
     @property
     def id(self) -> str:
@@ -108,6 +113,10 @@ class ActiveRollout:
     # New code to prepare before the spawn, and the Event that stops it.
     prepare: PrepareJob | None = None
     stop_preparing: threading.Event | None = None
+    # A state handoff: the request the awaited StateReply answers, and the
+    # state the old version exported, on its way to the new one.
+    state_request: int = 0
+    state: bytes = b""
 
 
 @dataclass(eq=False, slots=True)
@@ -142,6 +151,10 @@ class SkillRuntime:
     stop_waiters: list[StopWaiter] = field(default_factory=list)
     removing: bool = False  # gone from the config: forgotten once its processes are
     stats: SkillStats = field(default_factory=SkillStats)
+    tail: CallTail = field(default_factory=CallTail)  # recent run times, for grace "auto"
+    # Where its current code came from (the source of its release): a
+    # relative command such as .venv/bin/python is found there.
+    origin: Path | None = None
 
     @property
     def name(self) -> str:
@@ -179,6 +192,7 @@ class SkillRuntime:
             "in_flight": sum(len(p.inst.in_flight) for p in self.procs.values()),
             "cancelling": sum(p.cancelling for p in self.procs.values()),
             "queued": queued,
+            "longest_call": self._longest_call(now),
             "concurrency": self.config.settings.concurrency,
             "tools": sorted(main.inst.tools) if main else [],
             "last_exit": self.last_exit or None,
@@ -193,6 +207,22 @@ class SkillRuntime:
             "release": self.release,
             "source": str(self.source),
             "instances": [p.status() for p in self.procs.values()],
+        }
+
+    def _longest_call(self, now: float) -> LongestCall | None:
+        best: tuple[float, int, str, str] | None = None
+        for p in self.procs.values():
+            for call in p.inst.in_flight.values():
+                if call.sent_at and (best is None or call.sent_at < best[0]):
+                    best = (call.sent_at, call.call_id, call.tool, p.id)
+        if best is None:
+            return None
+        sent_at, call_id, tool, inst = best
+        return {
+            "call_id": call_id,
+            "tool": tool,
+            "instance": inst,
+            "running_s": round(now - sent_at, 3),
         }
 
 

@@ -9,15 +9,13 @@ its :class:`ProcListener` (the Lifecycle), which applies the restart policy.
 
 No socket and no OS call is made directly: messages go out through
 ``SupervisorIo.send``, pipes are watched through ``SupervisorIo.watch_fd``,
-and processes are started and signalled through ``SupervisorIo.processes``
-(:mod:`.process`, or a fake in unit tests).
+processes are started and signalled through ``SupervisorIo.processes``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
 import signal
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from typing import Protocol
 
 from ipc import (
     ENV_CONCURRENCY,
+    ENV_DATA_DIR,
     ENV_ENDPOINT,
     ENV_INSTANCE,
     ENV_MAX_MESSAGE_BYTES,
@@ -46,6 +45,7 @@ from .._config import Config
 from .._envfile import env_digest
 from .._status import EventKind, SkillStatus
 from . import cgroups, process
+from .drains import begin_drain
 from .events import EventLog
 from .logfiles import StreamCapture
 from .process import Processes
@@ -124,9 +124,10 @@ class Supervisor:
 
     # --- spawning --------------------------------------------------------------
 
-    def spawn(self, rt: SkillRuntime, source: Path, now: float) -> Proc:
-        """Start a new process of ``rt`` from ``source``. Raises OSError, or
-        ConfigError when its env_file cannot be read (it is read every time)."""
+    def spawn(self, rt: SkillRuntime, source: Path, now: float, origin: Path | None = None) -> Proc:
+        """Start a new process of ``rt`` from ``source``, a copy of ``origin``
+        (where a relative command is found). Raises OSError, or ConfigError
+        when its env_file cannot be read (it is read every time)."""
         cfg = rt.config
         file_env = cfg.file_env()
         env = {**file_env, **cfg.settings.env}
@@ -141,11 +142,12 @@ class Supervisor:
                 ENV_SECRET: secret,
                 ENV_CONCURRENCY: str(cfg.settings.concurrency),
                 ENV_MAX_MESSAGE_BYTES: str(self.config.daemon.max_message_bytes),
+                ENV_DATA_DIR: str(self.config.data_dir(cfg, make=True)),
             }
         )
         limit = cfg.settings.memory_limit
         backstop = None if limit is None else cgroups.backstop_bytes(limit)
-        child = self._os.spawn(cfg.argv(), source, env, memory_max_bytes=backstop)
+        child = self._os.spawn(cfg.argv(origin or source), source, env, memory_max_bytes=backstop)
         proc = Proc(
             inst=Instance(inst_id, rt.name, concurrency=cfg.settings.concurrency),
             child=child,
@@ -171,24 +173,7 @@ class Supervisor:
 
     def _read_pipe(self, proc: Proc, fd: int) -> None:
         cap = proc.captures.get(fd)
-        if cap is None:
-            return
-        eof = False
-        # Bounded, so one chatty skill cannot starve the loop.
-        for _ in range(16):
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                break
-            except OSError:
-                eof = True
-                break
-            if not data:
-                eof = True
-                break
-            cap.feed(data)
-        if eof:
-            cap.flush()
+        if cap is not None and cap.read_from(fd):  # its end: the last line written
             self._watch_fd(fd, None)
             del proc.captures[fd]
 
@@ -222,6 +207,7 @@ class Supervisor:
         inst.concurrency = min(msg.concurrency, rt.config.settings.concurrency)
         inst.state = InstanceState.CHECKING
         proc.has_health = msg.has_health
+        proc.exports_state, proc.imports_state = msg.exports_state, msg.imports_state
         # A hello may come from a process the spawned one started (a wrapper
         # script): that pid joins the tree the daemon signals -- only if it
         # really descends from the spawned process, so a hello can never
@@ -233,6 +219,9 @@ class Supervisor:
         d = self.config.daemon
         self._send(proc.id, Welcome(PROTOCOL_VERSION, d.heartbeat_s, d.liveness_s))
         return None
+
+    def send(self, proc: Proc, msg: Message) -> bool:
+        return self._send(proc.id, msg)
 
     def check_health(self, proc: Proc, timeout_s: float) -> None:
         self._check_ids += 1
@@ -262,12 +251,13 @@ class Supervisor:
         rt = self.skills[proc.inst.skill]
         proc.stop_reason = reason
         self.router.remove_active(proc.inst)
-        grace = rt.config.settings.grace_s if grace_s is None else grace_s
         if proc.state in (InstanceState.SPAWNED, InstanceState.CHECKING):
             self.kill(proc, reason)  # never served: nothing to drain
             return
         proc.inst.state = InstanceState.DRAINING
-        proc.drain_deadline = now + grace
+        proc.drain = begin_drain(rt.config.settings, rt.tail, proc.inst.in_flight, now, grace_s)
+        proc.drain_deadline = now + proc.drain.grace_s
+        self.events.emit(rt.name, EventKind.DRAIN, instance=proc.id, **proc.drain.started())
         self._send(proc.id, Drain())
 
     def kill(self, proc: Proc, reason: str, *, fault: bool = False) -> None:
@@ -364,6 +354,8 @@ class Supervisor:
             pid,
             f" [{why}]" if why else "",
         )
+        if (drain := proc.drain) is not None:
+            self.events.emit(rt.name, EventKind.DRAINED, **drain.summary(now, proc.id, how))
         if unexpected:
             rt.last_exit = f"{proc.id} (version {proc.inst.version or '?'}) {how}" + (
                 f" ({proc.fault})" if proc.fault else ""

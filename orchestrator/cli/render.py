@@ -59,6 +59,7 @@ class Column:
     show: Callable[[Any], str]
     optional: bool = False
     justify: JustifyMethod = "right"
+    only_when_set: bool = False  # shown only while some row has a value
 
 
 LIST_COLUMNS: tuple[Column, ...] = (
@@ -72,11 +73,19 @@ LIST_COLUMNS: tuple[Column, ...] = (
     Column("mem", "rss_bytes", human_bytes, optional=True),
     Column("in-flight", "in_flight", plain),
     Column("queued", "queued", plain),
+    Column("longest", "longest_call", lambda v: longest_call(v), True, only_when_set=True),
     Column("calls/s", "calls_per_s", human_rate, optional=True),
     Column("p50", "p50_ms", human_ms, optional=True),
     Column("p99", "p99_ms", human_ms, optional=True),
     Column("errors", "errors", plain, optional=True),
 )
+
+
+def longest_call(value: Any) -> str:
+    """The call running longest now: ``12.3 s work``; ``-`` when none runs."""
+    if not isinstance(value, Mapping):
+        return "-"
+    return f"{human_elapsed(value.get('running_s'))} {value.get('tool', '?')}"
 
 
 def _has(rows: Sequence[Row], key: str) -> bool:
@@ -85,8 +94,8 @@ def _has(rows: Sequence[Row], key: str) -> bool:
 
 # What a narrow terminal loses first: a squeezed table would cut names and
 # states into ellipses, which is worse than a missing metric (--json has all).
-LIST_DROP_ORDER = ("p50_ms", "cpu_percent", "errors", "rss_bytes", "restarts", "uptime_s",
-                   "p99_ms", "calls_per_s")  # fmt: skip
+LIST_DROP_ORDER = ("longest_call", "p50_ms", "cpu_percent", "errors", "rss_bytes", "restarts",
+                   "uptime_s", "p99_ms", "calls_per_s")  # fmt: skip
 
 
 def list_table(statuses: Sequence[SkillStatus], *, width: int | None = None) -> Table:
@@ -135,7 +144,12 @@ def list_notes(statuses: Sequence[SkillStatus]) -> list[Text]:
 def list_columns(statuses: Sequence[SkillStatus]) -> list[Column]:
     """The core columns, and the metric ones the daemon reports (a metric
     with no value yet, like p50 before any call, still gets its column)."""
-    return [c for c in LIST_COLUMNS if not c.optional or any(c.key in r for r in statuses)]
+    return [
+        c
+        for c in LIST_COLUMNS
+        if not c.optional
+        or (_has(statuses, c.key) if c.only_when_set else any(c.key in r for r in statuses))
+    ]
 
 
 def natural_width(table: Table) -> int:

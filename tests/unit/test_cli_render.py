@@ -203,3 +203,18 @@ def test_releases_table_leaves_out_extra_columns_that_do_not_fit() -> None:
     narrow = render(releases_table(releases(), width=60), width=60).splitlines()
     assert narrow[0].split() == ["id", "version", "created", "source"]
     assert narrow[1].split()[:3] == ["*", "r3", "1.1.0"]
+
+
+def test_list_table_shows_the_longest_call_only_while_one_runs() -> None:
+    idle = [status(longest_call=None)]
+    assert "longest" not in render(list_table(idle, width=100))
+    busy = [
+        status(
+            longest_call={"call_id": 7, "tool": "crawl", "instance": "echo-1", "running_s": 83.2}
+        ),
+        status(name="mail", longest_call=None),
+    ]
+    lines = render(list_table(busy, width=100)).splitlines()
+    assert lines[0].split()[-1] == "longest"
+    assert lines[1].split()[-2:] == ["1m23s", "crawl"]
+    assert lines[2].split()[-1] == "-"
