@@ -56,7 +56,6 @@ class Kind(IntEnum):
     BYE = 11
     CALL_PROGRESS = 12
     CANCEL = 13
-    # 14-15 are left for call control.
     EXPORT_STATE = 16
     IMPORT_STATE = 17
     STATE_REPLY = 18
@@ -142,8 +141,7 @@ class Hello(Message):
     tools: list[ToolSpec]
     has_health: bool
     secret: str = ""
-    # The skill has @skill.export_state / @skill.import_state hooks: an
-    # upgrade between two such versions hands the state over (absent: no).
+    # It has export_state / import_state hooks (see ExportState); absent: no.
     exports_state: bool = False
     imports_state: bool = False
 
@@ -243,8 +241,7 @@ class Bye(Message):
 
 @dataclass(slots=True)
 class ExportState(Message):
-    """Run the skill's export_state hook (no call is running, none will be
-    sent until the upgrade ends); answered by StateReply with the state."""
+    """Run the export_state hook (no call runs now); answered by StateReply."""
 
     KIND: ClassVar[Kind] = Kind.EXPORT_STATE
     request_id: int
@@ -253,8 +250,7 @@ class ExportState(Message):
 
 @dataclass(slots=True)
 class ImportState(Message):
-    """Run the new version's import_state hook on what the old one exported.
-    Payload: the state, as the old version's StateReply carried it."""
+    """Run import_state on the old version's state (the payload, as sent)."""
 
     KIND: ClassVar[Kind] = Kind.IMPORT_STATE
     HAS_PAYLOAD: ClassVar[bool] = True
@@ -266,9 +262,7 @@ class ImportState(Message):
 
 @dataclass(slots=True)
 class StateReply(Message):
-    """A state hook's outcome. Payload: for an export, the msgpack-encoded
-    state; empty for an import. ``error``: the hook raised (with its
-    traceback in the details), or took too long."""
+    """A state hook's outcome; payload: the exported state (msgpack), if any."""
 
     KIND: ClassVar[Kind] = Kind.STATE_REPLY
     HAS_PAYLOAD: ClassVar[bool] = True
