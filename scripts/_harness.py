@@ -70,7 +70,7 @@ class LocalDaemon:
         from orchestrator import Client
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "up", "--config", str(self.config)],
+            [sys.executable, "-m", "orchestrator", "up", "--quiet", "--config", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=self.root,

@@ -40,7 +40,15 @@ def main() -> int:
         f'path = "{args.repo}/skills/examples/echo"\ncommand = ["python", "main.py"]\n'
     )
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "up", "--config", str(root / "zskill.toml")],
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "up",
+            "--quiet",
+            "--config",
+            str(root / "zskill.toml"),
+        ],
         cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

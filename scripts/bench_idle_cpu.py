@@ -136,7 +136,7 @@ def main() -> int:
     ]
     cfg.write_text("\n".join(tables))
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "up", "--config", str(cfg)],
+        [sys.executable, "-m", "orchestrator", "up", "--quiet", "--config", str(cfg)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=root,

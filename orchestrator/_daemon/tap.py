@@ -9,6 +9,7 @@ stall calls. The skills' logs and ``events.jsonl`` keep everything anyway.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ class Line:
 
 class Tap:
     def __init__(self, max_items: int = MAX_ITEMS) -> None:
-        self._items: queue.Queue[Event | Line] = queue.Queue(max_items)
+        self._items: queue.Queue[Event | Line | None] = queue.Queue(max_items)
         self.dropped = 0  # written by the daemon's thread only
 
     # --- the daemon's side: never blocks -----------------------------------------
@@ -41,7 +42,7 @@ class Tap:
     def line(self, skill: str, stream: str, version: str, pid: int, text: str) -> None:
         self._put(Line(skill, version, pid, stream, text))
 
-    def _put(self, item: Event | Line) -> None:
+    def _put(self, item: Event | Line | None) -> None:
         try:
             self._items.put_nowait(item)
         except queue.Full:
@@ -49,12 +50,18 @@ class Tap:
 
     # --- the viewer's side ---------------------------------------------------------
 
-    def get(self, timeout_s: float) -> Event | Line | None:
-        """The next item, or None after ``timeout_s``."""
-        try:
-            return self._items.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+    def get(self) -> Event | Line | None:
+        """The next item, waiting for it (no polling: an idle daemon keeps
+        the viewer asleep); None once :meth:`close` was called and all
+        before it was read."""
+        return self._items.get()
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """The daemon has stopped: the viewer reads what is left, then None.
+        (From the thread that ran the daemon; a viewer that stopped reading
+        with the queue full is not waited for beyond ``timeout_s``.)"""
+        with contextlib.suppress(queue.Full):
+            self._items.put(None, timeout=timeout_s)
 
 
 __all__ = ["Line", "Tap"]

@@ -83,7 +83,7 @@ class ForegroundView:
         self.stopped: list[str] = []  # what the shutdown stopped: "echo 1.0.0 (pid 42)"
         self._shutting_down = False
         self._dropped_seen = 0
-        self._done = threading.Event()
+        self._broken = False  # the terminal went away
         self._thread = threading.Thread(target=self._run, name="zskill-view", daemon=True)
 
     def start(self) -> ForegroundView:
@@ -92,7 +92,7 @@ class ForegroundView:
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Print what is left in the tap, then stop."""
-        self._done.set()
+        self.tap.close(timeout_s)
         self._thread.join(timeout_s)
 
     # --- the thread ----------------------------------------------------------------
@@ -100,12 +100,10 @@ class ForegroundView:
     def _run(self) -> None:
         from ipc import Event
 
-        while True:
-            item = self.tap.get(0.1)
+        while not self._broken:
+            item = self.tap.get()
             if item is None:
-                if self._done.is_set():
-                    return
-                continue
+                return
             if self.tap.dropped != self._dropped_seen:
                 n, self._dropped_seen = self.tap.dropped - self._dropped_seen, self.tap.dropped
                 self._write(DAEMON, "", f"… {n} lines not shown (the terminal fell behind)")
@@ -145,7 +143,7 @@ class ForegroundView:
             self.out.write(f"{prefix}  {text}\n")
             self.out.flush()
         except (OSError, ValueError):
-            self._done.set()  # the terminal is gone; the daemon runs on
+            self._broken = True  # the terminal is gone; the daemon runs on
 
 
 __all__ = ["ForegroundView", "describe"]
