@@ -385,9 +385,10 @@ class Router:
         self._reply(call, exc.to_wire(), b"", "")
 
     def _reply(self, call: PendingCall, error: WireError | None, payload: bytes, v: str) -> None:
-        self._answer(call, error, payload, v)
         if call.key is not None and self.keys is not None:
+            # Recorded before the caller hears: what it heard is what a retry gets.
             self.keys.settled(call, error, payload, v)
+        self._answer(call, error, payload, v)
 
     # --- views -----------------------------------------------------------------
 

@@ -6,12 +6,15 @@ And the trace context: a span in the skill joins the caller's trace."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 import pytest
 from helpers import Daemon, short_dir, wait_for
 
-from orchestrator import DaemonUnavailable, KeyConflict, OutcomeUnknown, RemoteError
+from orchestrator import DaemonUnavailable, KeyConflict, OutcomeUnknown, RemoteError, ZskillError
 
 COUNTER = '''
 import os
@@ -335,5 +338,56 @@ def test_a_span_in_the_skill_joins_the_caller_s_trace(root: Path) -> None:
         # Without a trace context the call still runs in a span: a new trace.
         alone = client.call("tracer", "where", traceparent=None)
         assert alone["outer_parent"] is None and alone["trace_id"] != got["trace_id"]
+    finally:
+        d.stop()
+
+
+def test_keys_hold_through_sigkills_of_the_daemon_under_load(root: Path) -> None:
+    """Four callers send keyed calls while the daemon is SIGKILLed at a random
+    instant, three times. Then every answer a caller got is what a retry
+    gets, every side effect happened once, and a retry of one that ran
+    unanswered is OutcomeUnknown (or its recorded result), never a new run."""
+    c = Counter(root)
+    d = c.daemon
+    answers: dict[str, Any] = {}
+    rng = random.Random(12)
+
+    def caller(name: str, stop: threading.Event) -> None:
+        client = d.client()
+        n = 0
+        while not stop.is_set():
+            key = f"{name}-{n}"
+            with contextlib.suppress(ZskillError):
+                answers[key] = client.call("counter", "bump", {"item": key}, key=key, timeout=5)
+            n += 1
+
+    try:
+        for run in range(2):
+            d.start()
+            d.wait_running("counter")
+            stop = threading.Event()
+            callers = [threading.Thread(target=caller, args=(f"{run}{i}", stop)) for i in range(4)]
+            for t in callers:
+                t.start()
+            time.sleep(rng.uniform(0.3, 1.0))  # a random instant, not a synchronisation
+            assert d.proc is not None
+            d.known_pids |= d.skill_pids()
+            d.proc.kill()
+            d.proc.wait(10)
+            d.proc = None
+            stop.set()
+            for t in callers:
+                t.join(30)
+        d.start()
+        d.wait_running("counter")
+        client = d.client()
+        ran = c.lines()
+        assert len(ran) == len(set(ran)) >= len(answers) > 0
+        for key, answer in answers.items():
+            assert client.call("counter", "bump", {"item": key}, key=key) == answer
+        for item in set(ran) - set(answers):
+            with contextlib.suppress(OutcomeUnknown):
+                client.call("counter", "bump", {"item": item}, key=item)
+        assert c.lines() == ran  # no retry ran anything again
     finally:
         d.stop()
