@@ -20,11 +20,9 @@ Life of a call::
                                                           OutcomeUnknown
 
 ``Call.answered`` makes the answer happen once: every later event about an
-answered call (a late result, its deadline) is dropped -- but for a call
-with an idempotency key, whose late Result or lost process still settles
-its key. The router tells ``keys`` (:mod:`.keyed`) when a keyed call goes
-to a skill process and every outcome it learns of, answered or late, and
-leaves the deadlines of the calls that wait for another with its key to it.
+answered call (a late result, its deadline) is dropped, but told to ``keys``
+(:mod:`.keyed`) for a call with an idempotency key, as is its every outcome
+and its dispatch; ``keys`` has deadlines of its own, expired here too.
 """
 
 from __future__ import annotations
