@@ -62,6 +62,22 @@ def describe(kind: str, data: Mapping[str, Any]) -> str | None:
             signs = (("+", "added"), ("-", "removed"), ("~", "changed"))
             parts = [f"{sign}{','.join(data.get(k) or [])}" for sign, k in signs if data.get(k)]
             return "● tools changed: " + " ".join(parts)
+        case "reload":
+            if not data.get("ok"):
+                return f"✗ reload refused, nothing changed: {d.get('error')}"
+            return f"● config reloaded: {d.get('summary')}"
+        case "removed":
+            return "● removed from the config"
+        case "changed":  # watch mode
+            if data.get("error"):
+                return f"✗ watch: {d.get('error')}"
+            files = [str(f) for f in data.get("files") or []]
+            more = int(data.get("count") or 0) - len(files)
+            return (
+                f"● changed: {', '.join(files)}"
+                + (f" and {more} more" if more > 0 else "")
+                + "; upgrading"
+            )
         case "daemon.start":
             return f"● serving {d.get('config')} (pid {d.get('pid')})"
         case "daemon.stop":

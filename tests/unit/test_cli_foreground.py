@@ -75,3 +75,19 @@ def test_describe_leaves_out_the_steps_that_went_well() -> None:
         "▲ upgrade 1 -> 2"
     )
     assert describe("backoff", {"delay_s": 0.5}) == "● backing off: next try in 0.5 s"
+
+
+def test_reload_and_watch_events_in_a_few_words() -> None:
+    assert describe("reload", {"ok": True, "summary": "1 added, 1 unchanged", "add": ["mail"]}) == (
+        "● config reloaded: 1 added, 1 unchanged"
+    )
+    assert describe("reload", {"ok": False, "error": "env_file /x/.env: no such file"}) == (
+        "✗ reload refused, nothing changed: env_file /x/.env: no such file"
+    )
+    assert describe("removed", {}) == "● removed from the config"
+    assert describe("changed", {"files": ["main.py"], "count": 1}) == (
+        "● changed: main.py; upgrading"
+    )
+    assert describe("changed", {"files": ["a.py", "b.py"], "count": 12}) == (
+        "● changed: a.py, b.py and 10 more; upgrading"
+    )
