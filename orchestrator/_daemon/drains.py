@@ -104,7 +104,7 @@ class DrainLog:
             "waited_s": round(now - self.started_at, 3),
             "grace_s": self.grace_s,
             "calls": [
-                {"call_id": cid, "tool": tool, "ran_s": self.ran_s.get(cid)}
+                {"call_id": cid, "tool": tool, "ran_s": _rounded(self.ran_s.get(cid))}
                 for cid, tool in self.calls.items()
             ],
             "unfinished": unfinished,
@@ -123,6 +123,10 @@ class DrainLog:
         if done < len(self.calls):
             text += f"; {len(self.calls) - done} cut off after grace {self.grace_s:g} s"
         return text
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def begin_drain(
