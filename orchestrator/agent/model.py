@@ -22,6 +22,7 @@ from pydantic_ai.tools import RunContext
 
 from . import gate
 from .records import MODEL_STEP, ModelStep
+from .spans import span
 
 __all__ = ["DurableModel", "in_task"]
 
@@ -49,9 +50,10 @@ class DurableModel(WrapperModel):
 
         async def step() -> ModelStep:
             started = time.perf_counter()
-            response = await self.wrapped.request(
-                messages, model_settings, model_request_parameters
-            )
+            with span("agent.model_request", task=DBOS.workflow_id, loop_version=self.loop_version):
+                response = await self.wrapped.request(
+                    messages, model_settings, model_request_parameters
+                )
             # Recorded as plain data: reading a trajectory needs no pydantic-ai.
             plain = _MESSAGES.dump_python([response], mode="json")[0]
             return ModelStep(plain, self.loop_version, time.perf_counter() - started)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ from .._mcp.names import object_schema, tool_name
 from . import gate
 from .model import in_task
 from .records import TOOL_LIST_STEP, TOOL_STEP, ToolList, ToolStep
+from .spans import span
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -202,6 +204,22 @@ class SkillToolset(AbstractToolset[Any]):
                 duration_s=time.perf_counter() - started,
             )
 
+        task = key.rsplit(":", 2)[0] if key else None
+        with span(
+            "agent.tool_call", task=task, skill=skill, tool=tool, loop_version=self.loop_version
+        ) as current:
+            step = await self._outcome(skill, tool, args, key, done)
+            current.set(skill_version=step.skill_version, outcome=step.outcome)
+        return step
+
+    async def _outcome(
+        self,
+        skill: str,
+        tool: str,
+        args: dict[str, Any],
+        key: str | None,
+        done: Callable[..., ToolStep],
+    ) -> ToolStep:
         try:
             result = await self._with_daemon(
                 lambda c: _call_keyed(c, skill, tool, args, key, self._timeout_s)

@@ -55,6 +55,31 @@ def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     return ModelResponse(parts=[TextPart(f"done after {done} steps; told {failed}")])
 
 
+def export_spans(path: str) -> None:
+    """This process's OpenTelemetry spans, as JSON lines in ``path``."""
+    import json
+    from collections.abc import Sequence
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class ToFile(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            with open(path, "a") as f:
+                for s in spans:
+                    attributes = dict(s.attributes or {})
+                    f.write(json.dumps({"name": s.name, "attributes": attributes}) + "\n")
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ToFile()))
+    trace.set_tracer_provider(provider)
+
+
+if os.environ.get("AGENT_SPANS_FILE"):
+    export_spans(os.environ["AGENT_SPANS_FILE"])
+
 model = "openai:gpt-test" if os.environ.get("AGENT_MODEL") == "openai" else FunctionModel(script)
 agent = Agent(model, toolsets=[SkillToolset(CONFIG)], name="ledger_agent")
 

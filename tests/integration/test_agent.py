@@ -169,7 +169,9 @@ def test_a_remote_error_reaches_the_model_and_the_task_goes_on(
     ledger_daemon: tuple[Daemon, Path],
 ) -> None:
     d, _ = ledger_daemon
-    proc = start_loop(d, "t-err", loop_env(d, AGENT_STEPS="3", AGENT_FAIL_AT="1"))
+    spans = d.root / "spans.jsonl"
+    env = loop_env(d, AGENT_STEPS="3", AGENT_FAIL_AT="1", AGENT_SPANS_FILE=str(spans))
+    proc = start_loop(d, "t-err", env)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     # Step 1 called ledger__fail; the model was told, and went on.
@@ -178,6 +180,17 @@ def test_a_remote_error_reaches_the_model_and_the_task_goes_on(
     failed = [s for s in task["trajectory"] if s["kind"] == "tool" and s["outcome"] == "error"]
     assert [s["name"] for s in failed] == ["ledger__fail"]
     assert "ValueError: boom" in failed[0]["detail"]
+    # Each step a span, with the loop and skill versions (OpenTelemetry installed).
+    made = [json.loads(line) for line in lines(spans)]
+    assert [m["name"] for m in made].count("agent.model_request") == 4
+    calls = [m["attributes"] for m in made if m["name"] == "agent.tool_call"]
+    assert [(c["zskill.tool"], c["zskill.outcome"]) for c in calls] == [
+        ("record", "ok"),
+        ("fail", "error"),
+        ("record", "ok"),
+    ]
+    assert all(c["zskill.task"] == "t-err" and c["zskill.loop_version"] for c in calls)
+    assert calls[0]["zskill.skill_version"] == "1.0.0"
 
 
 @pytest.mark.timeout(150)
