@@ -32,6 +32,7 @@ from ._errors import (
 from ._messages import (
     COERCE_KEY,
     MAX_KEY_CHARS,
+    MAX_SESSION_CHARS,
     MAX_TRACEPARENT_CHARS,
     RESULT_WRAPPED,
     Bye,
@@ -181,6 +182,7 @@ __all__ = [
     "Kind",
     "MAX_FRAMES",
     "MAX_KEY_CHARS",
+    "MAX_SESSION_CHARS",
     "MAX_MESSAGE_BYTES",
     "MAX_TRACEPARENT_CHARS",
     "Message",

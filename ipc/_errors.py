@@ -164,15 +164,16 @@ def error_from_wire(err: WireError) -> ZskillError:
 
 
 def _plain_details(details: dict[str, Any]) -> dict[str, Any]:
-    """Details must be plain data to cross the wire; anything else becomes its repr."""
-    out: dict[str, Any] = {}
-    for key, value in details.items():
-        if value is None or isinstance(value, (str, int, float, bool, bytes)):
-            out[key] = value
-        elif isinstance(value, (list, tuple)) and all(
-            isinstance(v, (str, int, float, bool)) for v in value
-        ):
-            out[key] = list(value)
-        else:
-            out[key] = repr(value)
-    return out
+    """Details must be plain data to cross the wire (scalars, and lists and
+    maps of them, nested); anything else becomes its repr."""
+    return {key: _plain(value) for key, value in details.items()}
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool, bytes)):
+        return value
+    if depth < 8 and isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    if depth < 8 and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    return repr(value)

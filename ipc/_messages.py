@@ -8,6 +8,9 @@ of its own (see :mod:`ipc._codec`). The daemon routes on the header alone and
 forwards the payload untouched, so a call's arguments are encoded once by the
 caller and decoded once by the skill.
 
+Why this module is long: it is the protocol's catalogue, every message kind
+a small dataclass, kept in one place so the whole wire can be read at once.
+
 Two channels:
 
     skill process (DEALER)  <->  daemon "workers" socket (ROUTER)
@@ -38,6 +41,7 @@ MAX_KEY_CHARS = 512
 """The longest idempotency key a CallRequest may carry (the daemon keeps them)."""
 MAX_TRACEPARENT_CHARS = 256
 """Room for a W3C traceparent (55 characters in version 00) and later versions."""
+MAX_SESSION_CHARS = 256  # the longest session id a CallRequest may carry
 
 
 class Kind(IntEnum):
@@ -168,7 +172,7 @@ class Reject(Message):
 class Call(Message):
     """Run one tool. Payload: the msgpack-encoded arguments map.
 
-    ``key`` and ``traceparent`` are the caller's, forwarded as they came
+    ``key``, ``traceparent``, ``session`` are the caller's, forwarded as they came
     (see CallRequest); None when it sent none."""
 
     KIND: ClassVar[Kind] = Kind.CALL
@@ -179,6 +183,7 @@ class Call(Message):
     key: str | None = None
     traceparent: str | None = None
     progress: bool = False  # the caller wants CallProgress updates
+    session: str | None = None
     payload: bytes = b""
 
 
@@ -292,7 +297,8 @@ class CallRequest(Message):
     ``key``: an idempotency key; the daemon runs the tool at most once per
     (skill, key) and answers every call with that key by the first one's
     outcome. ``traceparent``: W3C trace context, forwarded to the skill so
-    its spans join the caller's trace."""
+    its spans join the caller's trace. ``session``: while a canary runs, the
+    session's calls keep to one version."""
 
     KIND: ClassVar[Kind] = Kind.CALL_REQUEST
     HAS_PAYLOAD: ClassVar[bool] = True
@@ -303,6 +309,7 @@ class CallRequest(Message):
     key: str | None = None
     traceparent: str | None = None
     progress: bool = False  # send CallProgress updates of this call
+    session: str | None = None
     payload: bytes = b""
 
 

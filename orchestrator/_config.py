@@ -28,6 +28,7 @@
     max_queued = 10000               # calls waiting for a slot; more are refused at once
     watch = false                    # upgrade in place when its files change (zskill up --watch)
     cancel_grace_s = 10              # a cancelled call still running this long: replace the process
+    instances = 1                    # processes sharing the skill's queue
 
 Unknown keys and wrong types are errors naming the key and the file.
 Values of ``env`` and of the ``env_file`` are never shown in an error.
@@ -54,7 +55,8 @@ from ._rundir import RunDir
 DEFAULT_CONFIG = "zskill.toml"
 SKILL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 DEFAULT_MAX_QUEUED = 10_000
-MIN_MEMORY_LIMIT = 1 << 20  # less could not hold an interpreter: a restart loop
+MIN_MEMORY_LIMIT = 1 << 20
+MAX_INSTANCES = 64  # less could not hold an interpreter: a restart loop
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _UNITS = {
@@ -162,6 +164,8 @@ class SkillSettings(_Strict):
     # An upgrade with state handoff: the old version's export_state and the
     # new one's import_state, together, within this.
     handoff_timeout_s: float = Field(default=30.0, gt=0)
+    # Processes serving the skill's one queue (`zskill scale` changes it live).
+    instances: int = Field(default=1, ge=1, le=MAX_INSTANCES)
 
     @field_validator("grace_s", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ scripts that compare strings keep working.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class SkillState(StrEnum):
@@ -59,6 +59,7 @@ class RolloutOp(StrEnum):
     RESTART = "restart"
     UPGRADE = "upgrade"
     ROLLBACK = "rollback"
+    SCALE = "scale"
 
 
 class StepStatus(StrEnum):
@@ -89,6 +90,21 @@ class LongestCall(TypedDict):
     running_s: float
 
 
+class VersionStatus(TypedDict):
+    """One live version of a skill: its share of calls and its figures
+    over the rolling window (two while a canary runs)."""
+
+    version: str
+    role: str  # "stable" or "canary"
+    weight: int  # percent of the calls without a session
+    instances: int
+    calls_per_s: float
+    errors: int
+    error_rate: float
+    p50_ms: float | None
+    p99_ms: float | None
+
+
 class SkillStatus(TypedDict):
     """One skill, as ``list`` returns it (``zskill list --json``)."""
 
@@ -116,6 +132,9 @@ class SkillStatus(TypedDict):
     release: int | None
     source: str
     instances: list[InstanceStatus]
+    instances_wanted: int  # `instances` in the config, or as `zskill scale` set it
+    versions: list[VersionStatus]
+    rollout: dict[str, Any] | None  # the rollout in progress (a canary's steps, weights)
 
 
 __all__ = [
@@ -126,4 +145,5 @@ __all__ = [
     "SkillState",
     "SkillStatus",
     "StepStatus",
+    "VersionStatus",
 ]

@@ -5,6 +5,9 @@ to the future of its req_id. Tasks send directly (a ZeroMQ send on a DEALER
 never waits unless the queue is full); only receiving goes through the reader.
 The reader starts lazily in the running event loop, and again in a new loop
 when the old one is gone (``asyncio.run`` twice with one client).
+
+Why this module is long: it mirrors every operation of :class:`Client` as a
+coroutine, each a few lines; apart, the halves would be read side by side.
 """
 
 from __future__ import annotations
@@ -101,8 +104,9 @@ class AsyncClient:
         key: str | None = None,
         traceparent: str | None = None,
         on_progress: OnProgress | None = None,
+        session: str | None = None,
     ) -> Any:
-        reply = await self._call(skill, tool, args, timeout, key, traceparent, on_progress)
+        reply = await self._call(skill, tool, args, timeout, key, traceparent, on_progress, session)
         return common.call_value(reply)
 
     async def call_detailed(
@@ -115,9 +119,10 @@ class AsyncClient:
         key: str | None = None,
         traceparent: str | None = None,
         on_progress: OnProgress | None = None,
+        session: str | None = None,
     ) -> CallResult:
         started = time.perf_counter()
-        reply = await self._call(skill, tool, args, timeout, key, traceparent, on_progress)
+        reply = await self._call(skill, tool, args, timeout, key, traceparent, on_progress, session)
         return common.call_result(reply, time.perf_counter() - started)
 
     def cancel(self, call_id: int, reason: str | None = None) -> None:
@@ -133,12 +138,13 @@ class AsyncClient:
         key: str | None,
         traceparent: str | None,
         on_progress: OnProgress | None,
+        session: str | None = None,
     ) -> Message:
         timeout_s = self._timeout if timeout is None else timeout
         req_id = next(self._ids)
-        wants = on_progress is not None
+        wants, limit = on_progress is not None, self._target.max_bytes
         frames = common.call_frames(
-            req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent, wants
+            req_id, skill, tool, args, timeout_s, limit, key, traceparent, wants, session
         )
         wait_s = timeout_s + CALL_REPLY_MARGIN_S  # the daemon itself answers by timeout_s
         what = f"call {skill}.{tool}"

@@ -37,7 +37,7 @@ from ipc import (
 
 from .._curve import CurveClient
 from .._rundir import RunDir
-from .keyed import canonical, check_key, check_traceparent
+from .keyed import canonical, check_key, check_session, check_traceparent
 from .link import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
 from .progress import progress_of
 
@@ -234,6 +234,7 @@ def call_frames(
     key: str | None = None,
     traceparent: str | None = None,
     progress: bool = False,
+    session: str | None = None,
 ) -> Frames:
     """Frames of a CallRequest; the arguments are encoded here, once.
     ``timeout_s`` must be positive and finite (InvalidArguments otherwise).
@@ -256,8 +257,11 @@ def call_frames(
         key = check_key(key)
         args = canonical(args)  # same arguments, same bytes, same digest
     traceparent = check_traceparent(traceparent)
+    session = check_session(session)
     payload = ipc.encode_payload(args)
-    msg = CallRequest(req_id, skill, tool, timeout_s, key, traceparent, progress, payload=payload)
+    msg = CallRequest(
+        req_id, skill, tool, timeout_s, key, traceparent, progress, session, payload=payload
+    )
     return _check_size(ipc.encode(msg), max_bytes)
 
 
@@ -354,11 +358,13 @@ def optional_skill_args(skill: str | None) -> dict[str, Any]:
     return {} if skill is None else {"skill": skill}
 
 
-def upgrade_args(skill: str, from_dir: str | Path | None) -> dict[str, Any]:
+def upgrade_args(skill: str, from_dir: str | Path | None, **options: Any) -> dict[str, Any]:
+    """``options``: canary (a map), allow_breaking; those not given are left out."""
     args: dict[str, Any] = {"skill": skill}
     if from_dir is not None:
         # The daemon's cwd is not ours: send the directory as an absolute path.
         args["from"] = os.path.abspath(Path(from_dir).expanduser())
+    args.update((k, v) for k, v in options.items() if v)
     return args
 
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ipc import MAX_KEY_CHARS, MAX_TRACEPARENT_CHARS, InvalidArguments
+from ipc import MAX_KEY_CHARS, MAX_SESSION_CHARS, MAX_TRACEPARENT_CHARS, InvalidArguments
 
 
 def check_key(key: str | None) -> str | None:
@@ -38,6 +38,15 @@ def check_key(key: str | None) -> str | None:
             key=key[:64],
         )
     return key
+
+
+def check_session(session: object) -> str | None:
+    """A session id (see Client.call): None, or 1..MAX_SESSION_CHARS characters."""
+    if session is None or (type(session) is str and 0 < len(session) <= MAX_SESSION_CHARS):
+        return session
+    raise InvalidArguments(
+        f"a session must be a string of 1..{MAX_SESSION_CHARS} characters (got {session!r:.80})"
+    )
 
 
 def check_traceparent(traceparent: str | None) -> str | None:

@@ -84,6 +84,7 @@ class Client:
         key: str | None = None,
         traceparent: str | None = None,
         on_progress: OnProgress | None = None,
+        session: str | None = None,
     ) -> Any:
         """Run ``skill.tool(**args)`` and return its result.
 
@@ -97,8 +98,13 @@ class Client:
         if the caller uses OpenTelemetry. ``on_progress`` is called (in this
         thread) with each :class:`Progress` the handler reports. A call this
         thread gives up on -- KeyboardInterrupt, or an exception from
-        ``on_progress`` -- is cancelled on its way out."""
-        reply = self._call(skill, tool, args, timeout, key, traceparent, on_progress)
+        ``on_progress`` -- is cancelled on its way out. ``session``: while a
+        canary runs (two versions live), every call with the same session
+        goes to the version that served its first (the skill sees it in its
+        call context); without one, calls are spread by the canary's weight."""
+        reply = self._call(
+            skill, tool, args, timeout, key, traceparent, on_progress, session=session
+        )
         return common.call_value(reply)
 
     def call_detailed(
@@ -111,10 +117,13 @@ class Client:
         key: str | None = None,
         traceparent: str | None = None,
         on_progress: OnProgress | None = None,
+        session: str | None = None,
     ) -> CallResult:
         """Like :meth:`call`, with the version that served it and the round trip time."""
         started = time.perf_counter()
-        reply = self._call(skill, tool, args, timeout, key, traceparent, on_progress)
+        reply = self._call(
+            skill, tool, args, timeout, key, traceparent, on_progress, session=session
+        )
         return common.call_result(reply, time.perf_counter() - started)
 
     def submit(
@@ -156,13 +165,14 @@ class Client:
         traceparent: str | None = None,
         on_progress: OnProgress | None = None,
         req_id: int | None = None,
+        session: str | None = None,
     ) -> Message:
         timeout_s = self._timeout if timeout is None else timeout
         if req_id is None:
             req_id = next(self._ids)
-        wants = on_progress is not None
+        wants, limit = on_progress is not None, self._target.max_bytes
         frames = common.call_frames(
-            req_id, skill, tool, args, timeout_s, self._target.max_bytes, key, traceparent, wants
+            req_id, skill, tool, args, timeout_s, limit, key, traceparent, wants, session
         )
         # The daemon answers by timeout_s itself; the margin is for the trip back.
         wait_s = timeout_s + CALL_REPLY_MARGIN_S
@@ -213,17 +223,38 @@ class Client:
         from_dir: str | Path | None = None,
         *,
         on_progress: ProgressCallback | None = None,
+        canary: Mapping[str, Any] | None = None,
+        allow_breaking: bool = False,
     ) -> dict[str, Any]:
-        args = common.upgrade_args(skill, from_dir)
+        """Upgrade ``skill`` live. ``canary``: ``{"weights": [5, 25, 100],
+        "step_s": 30, "max_error_rate": 0.02, "max_p99_ratio": 2}`` moves
+        calls over step by step; ``allow_breaking``: upgrade even when the
+        new tools break callers of the old ones."""
+        args = common.upgrade_args(
+            skill, from_dir, canary=dict(canary or {}), allow_breaking=allow_breaking
+        )
         return common.expect_dict(self.request("upgrade", args, on_progress=on_progress), "upgrade")
 
     def rollback(
-        self, skill: str, *, on_progress: ProgressCallback | None = None
+        self, skill: str, *, on_progress: ProgressCallback | None = None, to: int | None = None
     ) -> dict[str, Any]:
-        args = common.skill_args(skill)
+        """Back to the previous release, or to release ``to``."""
+        args: dict[str, Any] = {**common.skill_args(skill), **({} if to is None else {"to": to})}
         return common.expect_dict(
             self.request("rollback", args, on_progress=on_progress), "rollback"
         )
+
+    def scale(self, skill: str, instances: int) -> dict[str, Any]:
+        """Run ``instances`` processes of ``skill``; answered once they serve."""
+        args = {**common.skill_args(skill), "instances": instances}
+        return common.expect_dict(self.request("scale", args), "scale")
+
+    def rollout(self, skill: str, action: str | None = None) -> dict[str, Any] | None:
+        """The rollout of ``skill`` in progress (None: none); ``action``
+        (pause, resume, promote, abort) steers its canary."""
+        args = {**common.skill_args(skill), **({} if action is None else {"action": action})}
+        body = self.request("rollout", args)
+        return None if body is None else common.expect_dict(body, "rollout")
 
     def releases(self, skill: str) -> Records:
         return common.expect_list(self.request("releases", common.skill_args(skill)), "releases")

@@ -16,6 +16,7 @@ from typing import Any
 from ipc import PROTOCOL_VERSION, BadRequest, SkillNotFound, ZskillError
 
 from .._status import SkillStatus
+from .canary import CanaryPlan
 from .events import EventLog
 from .lifecycle import Lifecycle
 from .releases import ReleaseStore
@@ -55,6 +56,8 @@ class ControlServer:
             "restart": self.op_restart,
             "upgrade": self.op_upgrade,
             "rollback": self.op_rollback,
+            "scale": self.op_scale,
+            "rollout": self.op_rollout,
             "releases": self.op_releases,
             "events": self.op_events,
             "shutdown": self.op_shutdown,
@@ -130,10 +133,35 @@ class ControlServer:
         src = args.get("from")
         if src is not None and not isinstance(src, str):
             raise BadRequest("argument 'from' must be a directory path")
-        self.life.upgrade(self._skill(args), src, reply, progress)
+        raw = args.get("canary")
+        if raw is not None and not isinstance(raw, dict):
+            raise BadRequest("argument 'canary' must be a map (weights, step_s, ...)")
+        canary = CanaryPlan.from_args(raw) if raw is not None else None
+        allow = args.get("allow_breaking", False)
+        if not isinstance(allow, bool):
+            raise BadRequest("argument 'allow_breaking' must be true or false")
+        rt = self._skill(args)
+        self.life.upgrade(rt, src, reply, progress, canary=canary, allow_breaking=allow)
 
     def op_rollback(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
-        self.life.rollback(self._skill(args), reply, progress)
+        to = args.get("to")
+        if to is not None and (type(to) is not int or to < 1):
+            raise BadRequest(f"argument 'to' must be a release number (got {to!r})")
+        self.life.rollback(self._skill(args), reply, progress, to=to)
+
+    def op_scale(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        self.life.scaler.scale(self._skill(args), args.get("instances"), reply)
+
+    def op_rollout(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
+        """The rollout in progress (None: none); with ``action``, steer its canary."""
+        rt = self._skill(args)
+        action = args.get("action")
+        if action is not None:
+            if not isinstance(action, str):
+                raise BadRequest("argument 'action' must be pause, resume, promote or abort")
+            self.life.runner.steer(rt, action, self.clock())
+        ar = rt.rollout
+        reply(None if ar is None else ar.view(rt.stats.by_version), None)
 
     def op_releases(self, args: dict[str, Any], reply: Reply, progress: Progress) -> None:
         rt = self._skill(args)

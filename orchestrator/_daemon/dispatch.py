@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ipc import (
+    MAX_SESSION_CHARS,
     MAX_TRACEPARENT_CHARS,
     Bye,
     CallProgress,
@@ -155,6 +156,12 @@ class Dispatcher:
             self._reply_call(ident, msg.req_id, err5.to_wire())
             return
         timeout = min(timeout, MAX_TIMEOUT_S)
+        if msg.session is not None and len(msg.session) > MAX_SESSION_CHARS:
+            too_long = InvalidArguments(
+                f"a session must be at most {MAX_SESSION_CHARS} characters", skill=msg.skill
+            )
+            self._reply_call(ident, msg.req_id, too_long.to_wire())
+            return
         if msg.key is not None:
             keys = self.router.keys
             if keys is None:
@@ -180,6 +187,7 @@ class Dispatcher:
             self.clock(),
             traceparent=msg.traceparent,
             progress=msg.progress,
+            session=msg.session,
         )
 
     def _too_large_to_forward(self, ident: bytes, msg: CallRequest) -> bool:
@@ -189,10 +197,14 @@ class Dispatcher:
         CallRequest, and a skill that drops a Call it cannot decode would
         leave its slot taken."""
         room = self.max_bytes - len(msg.payload)
-        extra = len(msg.key or "") + len(msg.traceparent or "")
+        extra = len(msg.key or "") + len(msg.traceparent or "") + len(msg.session or "")
         if room >= 4 * (len(msg.tool) + extra) + CALL_HEADER_BYTES:  # usually: no encoding
             return False
-        tail = (msg.key, msg.traceparent, True) if msg.progress else (msg.key, msg.traceparent)
+        tail: tuple[str | bool | None, ...] = (msg.key, msg.traceparent)
+        if msg.session is not None:
+            tail = (msg.key, msg.traceparent, msg.progress, msg.session)
+        elif msg.progress:
+            tail = (msg.key, msg.traceparent, True)
         size = call_bytes(msg.tool, len(msg.payload), *tail)
         if size <= self.max_bytes:
             return False

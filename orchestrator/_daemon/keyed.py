@@ -201,6 +201,7 @@ class KeyedCalls:
             key=msg.key,
             traceparent=msg.traceparent,
             progress=msg.progress,
+            session=msg.session,
         )
         if self.book.get(e.skill, e.key) is e and e.state is KeyState.RUNNING:
             e.attempt = call

@@ -19,11 +19,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ipc import BadRequest, ControlError, HealthReply, Hello
+from ipc import ControlError, HealthReply, Hello
 
 from .._config import Config
 from .._status import EventKind, RolloutOp, StepStatus
+from .canary import CanaryPlan
 from .events import EventLog
+from .instances import Scaler
 from .jobs import Jobs
 from .releases import Release, ReleaseStore, tree_digest
 from .restart_policy import Errored, Restart, Stop, decide
@@ -39,7 +41,7 @@ from .runtime import (
     SkillRuntime,
     StopWaiter,
 )
-from .source import check_source, entry_file
+from .source import check_source, entry_file, rollback_target
 from .supervisor import ProcExit, Supervisor, SupervisorIo
 from .treecopy import Exclude
 
@@ -65,6 +67,7 @@ class Lifecycle:
         self.clock = clock
         self.sup = Supervisor(config, router, events, io, listener=self)
         self.runner = RolloutRunner(self.sup, events, listener=self, jobs=jobs, clock=clock)
+        self.scaler = Scaler(self.sup, self.runner, clock)
 
     # --- operations ------------------------------------------------------------
 
@@ -142,6 +145,9 @@ class Lifecycle:
         from_dir: str | None,
         done: Done | None = None,
         progress: ProgressFn | None = None,
+        *,
+        canary: CanaryPlan | None = None,
+        allow_breaking: bool = False,
     ) -> None:
         self.runner.ensure_idle(rt)
         if from_dir is not None:
@@ -161,24 +167,20 @@ class Lifecycle:
             prepare=prepare,
             done=done,
             progress=progress,
+            canary=canary,
+            allow_breaking=allow_breaking,
         )
 
     def rollback(
-        self, rt: SkillRuntime, done: Done | None = None, progress: ProgressFn | None = None
+        self,
+        rt: SkillRuntime,
+        done: Done | None = None,
+        progress: ProgressFn | None = None,
+        to: int | None = None,
     ) -> None:
-        prev = self.releases.previous(rt.name)
-        if prev is None:
-            raise BadRequest(
-                f"skill {rt.name!r} has no earlier release to roll back to "
-                f"(`zskill releases {rt.name}` lists what is kept)",
-                skill=rt.name,
-            )
+        """Back to the previous release, or to release ``to`` if given."""
+        prev = rollback_target(self.releases, rt, to)
         run_from = prev.run_dir()
-        if not run_from.is_dir():
-            raise BadRequest(
-                f"release {prev.id} of {rt.name!r} can no longer run: {run_from} is gone",
-                skill=rt.name,
-            )
         self._resume(rt, RolloutOp.ROLLBACK)
         self.runner.begin(
             rt,
@@ -200,6 +202,7 @@ class Lifecycle:
                 rt.restarts += 1
                 self.events.emit(rt.name, EventKind.RESTART, restarts=rt.restarts)
                 self.runner.begin(rt, RolloutOp.START, rt.source, now)
+            self.scaler.tick(rt, now)
 
     # --- what skill processes say ---------------------------------------------
 

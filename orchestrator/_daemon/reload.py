@@ -40,9 +40,10 @@ from .._envfile import env_digest
 from .._rundir import RunDir
 from .._status import EventKind
 from .events import EventLog
-from .lifecycle import Lifecycle, entry_file
+from .lifecycle import Lifecycle
 from .logfiles import LogFile
 from .runtime import Done, ProgressFn, SkillRuntime
+from .source import entry_file
 
 log = logging.getLogger("zskill.reload")
 

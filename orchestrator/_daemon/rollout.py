@@ -17,6 +17,27 @@ PREPARING comes first only when the rollout brings new code (a release to
 copy, a tree to hash); it runs off the daemon's thread, and its end comes
 back as ``prepared``. Other rollouts start at SPAWNING.
 
+A rollout brings ``instances`` processes at once: the hello step ends when
+all have said hello, the health step when all are healthy; one failing
+fails them all. An upgrade's first hello passes the breaking-change gate
+(``gate_failed``: the new tools break callers, see :mod:`.schema_diff`).
+
+With a canary plan (an upgrade with ``--canary``; no state handoff then),
+passing health leads to CANARY instead of the switch: both versions serve,
+the new one taking each weight's share of calls in turn (``SetWeight``);
+at each step's end the machine asks the runner to ``Judge`` the step, and
+``judged`` moves on to the next weight, or after the last to the switch,
+or rolls back (``DrainNew``: the canary's weight goes to 0 and it drains).
+By hand: ``pause``, ``resume``, ``promote`` (the switch now), ``cancel``.
+
+    HEALTH_CHECKING -healthy-> CANARY(w1) -passed-> CANARY(w2) ... -passed-> DRAINING
+                                  |  failed, aborted, the canary exited
+                                  v
+                              ROLLED_BACK (the canary drains; stable serves)
+
+Why this module is long: it is one state machine, and every transition of
+it (handoff and canary included) is kept here so they read together.
+
 HANDING_OFF comes between the health check and the switch only when the
 old version exports state and the new one imports it (``hello(...,
 handoff_wait_s=...)``):
@@ -39,17 +60,21 @@ from __future__ import annotations
 from enum import Enum
 
 from .._status import StepStatus
+from .canary import CanaryPlan
 from .rollout_actions import (
     Action,
     CheckHealth,
+    DrainNew,
     ExportState,
     Finish,
     HoldCalls,
     ImportState,
+    Judge,
     KillNew,
     Prepare,
     Report,
     ResumeCalls,
+    SetWeight,
     Spawn,
     Step,
     Switch,
@@ -62,6 +87,7 @@ class Phase(Enum):
     WAITING_HELLO = "waiting_hello"
     HEALTH_CHECKING = "health_checking"
     HANDING_OFF = "handing_off"
+    CANARY = "canary"
     DRAINING = "draining"
     DONE = "done"
     ROLLED_BACK = "rolled_back"
@@ -80,6 +106,7 @@ _STEP_OF = {
     Phase.WAITING_HELLO: Step.HELLO,
     Phase.HEALTH_CHECKING: Step.HEALTH,
     Phase.HANDING_OFF: Step.HANDOFF,
+    Phase.CANARY: Step.CANARY,
     Phase.DRAINING: Step.DRAIN,
 }
 
@@ -100,11 +127,20 @@ class Rollout:
         health_timeout_s: float,
         has_old: bool = True,
         handoff_timeout_s: float = 30.0,
+        instances: int = 1,
+        canary: CanaryPlan | None = None,
     ) -> None:
         """``has_old``: an old version serves (an upgrade), or nothing does
         (a first start): what a rollback leaves behind differs.
-        ``handoff_timeout_s``: for export and import of state together."""
+        ``handoff_timeout_s``: for export and import of state together.
+        ``instances``: how many new processes must pass before the switch."""
         self.has_old = has_old
+        self.instances = instances
+        self.canary = canary
+        self.step_index = -1  # the canary's current weight, once in CANARY
+        self.paused = False
+        self._hellos = 0
+        self._healthy = 0
         self.start_timeout_s = start_timeout_s
         self.health_timeout_s = health_timeout_s
         self.handoff_timeout_s = handoff_timeout_s
@@ -166,7 +202,13 @@ class Rollout:
         that long to end before it does; None: no handoff."""
         if self.phase is not Phase.WAITING_HELLO:
             return []
-        self._handoff_wait_s = handoff_wait_s
+        self._hellos += 1
+        if self._hellos < self.instances:
+            return []
+        if self.instances > 1:
+            detail = f"{self.instances} processes, {detail}" if detail else ""
+        # A canary hands no state over: both versions serve at once.
+        self._handoff_wait_s = handoff_wait_s if self.canary is None else None
         out: list[Action] = [self._report(Step.HELLO, StepStatus.OK, now, detail)]
         if not has_health:
             return out + self._next_after_health(now)
@@ -182,11 +224,18 @@ class Rollout:
         """The new process's hello broke a rule (protocol, name, secret)."""
         return self._fail(now, reason)
 
+    def gate_failed(self, now: float, reason: str) -> list[Action]:
+        """The new version's tools would break callers of the old one."""
+        return self._fail(now, reason, Step.GATE)
+
     def health(self, now: float, ok: bool, detail: str = "") -> list[Action]:
         if self.phase is not Phase.HEALTH_CHECKING:
             return []
         if not ok:
             return self._fail(now, f"health check failed: {detail or 'the hook returned false'}")
+        self._healthy += 1
+        if self._healthy < self.instances:
+            return []
         return [
             self._report(Step.HEALTH, StepStatus.OK, now, detail),
             *self._next_after_health(now),
@@ -224,9 +273,9 @@ class Rollout:
         return []
 
     def new_exited(self, now: float, how: str) -> list[Action]:
-        """The new process exited. Before the switch that is a failed rollout;
-        after it, the rollout itself is done and restart policy takes over."""
-        if self.phase in _BEFORE_SWITCH:
+        """The new process exited. Before the switch (or in a canary) that is
+        a failed rollout; after it, restart policy takes over."""
+        if self.phase in _BEFORE_SWITCH or self.phase is Phase.CANARY:
             return self._fail(now, f"the new process {how} before serving")
         return []
 
@@ -250,6 +299,9 @@ class Rollout:
             return self._fail(
                 now, f"health check did not pass within health_timeout_s={self.health_timeout_s:g}"
             )
+        if self.phase is Phase.CANARY:
+            self._deadline = None  # until judged
+            return [Judge()]
         if self.stage is Stage.WAITING_IDLE:
             return self._fail(
                 now,
@@ -265,18 +317,70 @@ class Rollout:
         return []
 
     def cancel(self, now: float, reason: str) -> list[Action]:
-        if self.phase in _BEFORE_SWITCH:
+        """Stop the rollout (a stop, a shutdown, ``rollout --abort``)."""
+        if self.phase in _BEFORE_SWITCH or self.phase is Phase.CANARY:
             return self._fail(now, reason)
         return []
+
+    # --- the canary ------------------------------------------------------------
+
+    def judged(self, now: float, ok: bool, detail: str) -> list[Action]:
+        """The runner's verdict on the step that just ended."""
+        if self.phase is not Phase.CANARY or self.canary is None:
+            return []
+        if not ok:
+            return self._fail(now, f"canary failed at {self.weight}%: {detail}")
+        done = self._report(Step.CANARY, StepStatus.OK, now, f"{self.weight}%: {detail}")
+        if self.step_index + 1 < len(self.canary.weights):
+            return [done, *self._step(now, self.step_index + 1)]
+        return [done, *self._switch(now)]
+
+    @property
+    def weight(self) -> int:
+        """The canary's share of calls now, in percent (0 outside CANARY)."""
+        if self.phase is not Phase.CANARY or self.canary is None:
+            return 100 if self.phase in (Phase.DRAINING, Phase.DONE) else 0
+        return self.canary.weights[self.step_index]
+
+    def pause(self, now: float) -> list[Action]:
+        """Hold the current weight until ``resume`` or ``promote``."""
+        if self.phase is not Phase.CANARY or self.paused:
+            return []
+        self.paused, self._deadline = True, None
+        return [self._report(Step.CANARY, StepStatus.OK, now, f"paused at {self.weight}%")]
+
+    def resume(self, now: float) -> list[Action]:
+        """Go on from a pause: the current step begins again."""
+        if self.phase is not Phase.CANARY or not self.paused:
+            return []
+        self.paused = False
+        return self._step(now, self.step_index)
+
+    def promote(self, now: float) -> list[Action]:
+        """Skip the remaining steps: the canary takes every call now."""
+        if self.phase is not Phase.CANARY:
+            return []
+        done = self._report(Step.CANARY, StepStatus.OK, now, f"promoted by hand at {self.weight}%")
+        return [done, *self._switch(now)]
 
     # --- internals -------------------------------------------------------------
 
     def _next_after_health(self, now: float) -> list[Action]:
+        if self.canary is not None:
+            return self._step(now, 0)
         if self._handoff_wait_s is None:
             return self._switch(now)
         self.phase, self._step_at, self.stage = Phase.HANDING_OFF, now, Stage.WAITING_IDLE
         self._deadline = now + self._handoff_wait_s
         return [self._report(Step.HANDOFF, StepStatus.STARTED, now), HoldCalls()]
+
+    def _step(self, now: float, index: int) -> list[Action]:
+        assert self.canary is not None
+        self.phase, self._step_at, self.step_index = Phase.CANARY, now, index
+        self._deadline = None if self.paused else now + self.canary.step_s
+        pct = self.canary.weights[index]
+        started = f"{pct}% for {self.canary.step_s:g} s"
+        return [self._report(Step.CANARY, StepStatus.STARTED, now, started), SetWeight(pct)]
 
     def _switch(self, now: float) -> list[Action]:
         self.phase, self._step_at, self._deadline = Phase.DRAINING, now, None
@@ -287,17 +391,18 @@ class Rollout:
             self._report(Step.DRAIN, StepStatus.STARTED, now),
         ]
 
-    def _fail(self, now: float, reason: str) -> list[Action]:
-        if self.phase not in _BEFORE_SWITCH:
+    def _fail(self, now: float, reason: str, step: Step | None = None) -> list[Action]:
+        canary = self.phase is Phase.CANARY
+        if self.phase not in _BEFORE_SWITCH and not canary:
             return []
-        step = _STEP_OF[self.phase]
+        step = step or _STEP_OF[self.phase]
         resume: list[Action] = [ResumeCalls()] if self.phase is Phase.HANDING_OFF else []
         self.phase, self.finished_at, self._deadline = Phase.ROLLED_BACK, now, None
         self.stage = None
         return [
             self._report(step, StepStatus.FAILED, now, reason),
             *resume,
-            KillNew(reason),
+            DrainNew(reason) if canary else KillNew(reason),
             self._report(Step.ROLLBACK, StepStatus.OK, now, self._left_behind()),
             Finish(False, reason, step),
         ]
@@ -325,16 +430,19 @@ class Rollout:
 __all__ = [
     "Action",
     "CheckHealth",
+    "DrainNew",
     "ExportState",
     "Finish",
     "HoldCalls",
     "ImportState",
+    "Judge",
     "KillNew",
     "Phase",
     "Prepare",
     "Report",
     "ResumeCalls",
     "Rollout",
+    "SetWeight",
     "Spawn",
     "Stage",
     "Step",

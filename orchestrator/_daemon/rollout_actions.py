@@ -13,8 +13,10 @@ class Step(StrEnum):
     PREPARE = "prepare"
     SPAWN = "spawn"
     HELLO = "hello"
+    GATE = "gate"
     HEALTH = "health"
     HANDOFF = "handoff"
+    CANARY = "canary"
     SWITCH = "switch"
     DRAIN = "drain"
     DONE = "done"
@@ -90,6 +92,26 @@ class Finish:
     failed_step: Step | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SetWeight:
+    """The canary takes ``percent`` of the calls from now on; a new step
+    begins (the runner snapshots both versions' figures)."""
+
+    percent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """The canary's step is over: compare the versions and answer ``judged``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrainNew:
+    """The canary failed: its weight goes to 0 and its processes drain."""
+
+    reason: str
+
+
 Action = (
     Prepare
     | Spawn
@@ -100,6 +122,9 @@ Action = (
     | ResumeCalls
     | Switch
     | KillNew
+    | SetWeight
+    | Judge
+    | DrainNew
     | Report
     | Finish
 )

@@ -31,79 +31,22 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ipc import (
-    Call,
     CallTimeout,
     OutcomeUnknown,
     SkillOverloaded,
     SkillUnavailable,
     ToolNotFound,
-    ToolSpec,
     WireError,
 )
 
+from .calls import Instance, InstanceState, PendingCall
+from .weights import Split, dispatch_split
+
 if TYPE_CHECKING:
     from .keyed import KeyedCalls
-
-
-class InstanceState(Enum):
-    SPAWNED = "spawned"  # process started, no hello yet
-    CHECKING = "checking"  # said hello, health gate running
-    READY = "ready"  # may receive calls (if in its skill's active set)
-    DRAINING = "draining"  # no new calls; finishing in-flight ones
-    EXITED = "exited"
-
-
-@dataclass(eq=False, slots=True)
-class Instance:
-    """One skill process as the router sees it."""
-
-    id: str
-    skill: str
-    version: str = ""
-    concurrency: int = 1
-    tools: dict[str, ToolSpec] = field(default_factory=dict)
-    state: InstanceState = InstanceState.SPAWNED
-    in_flight: dict[int, PendingCall] = field(default_factory=dict)
-    rid: bytes = b""  # the routing id on the wire, encoded once
-
-    def __post_init__(self) -> None:
-        self.rid = self.id.encode()
-
-    @property
-    def credit(self) -> int:
-        return self.concurrency - len(self.in_flight)
-
-
-@dataclass(eq=False, slots=True)
-class PendingCall:
-    """A call the daemon accepted and has not answered yet."""
-
-    call_id: int
-    client: bytes
-    req_id: int
-    skill: str
-    tool: str
-    payload: bytes
-    deadline: float
-    accepted_at: float
-    answered: bool = False
-    instance: Instance | None = None
-    queued: bool = False  # counted in its queue's ``waiting``
-    key: str | None = None  # idempotency key (see .keyed)
-    traceparent: str | None = None  # forwarded to the skill
-    by_skill: bool = False  # its outcome is the skill's Result, not the daemon's error
-    progress: bool = False  # the caller wants CallProgress updates
-    sent_at: float = 0.0  # when it went to a skill process (0: not yet)
-
-    def message(self, timeout_s: float) -> Call:
-        """The Call that runs it on a skill process."""
-        key, parent, progress = self.key, self.traceparent, self.progress
-        return Call(self.call_id, self.tool, timeout_s, key, parent, progress, payload=self.payload)
 
 
 COMPACT_ABOVE = 1024
@@ -116,7 +59,16 @@ Answer = Callable[[PendingCall, WireError | None, bytes, str], None]
 class SkillQueue:
     """A skill's pending calls and the instances that may serve them."""
 
-    __slots__ = ("accepting", "active", "closed_reason", "max_queued", "name", "pending", "waiting")
+    __slots__ = (
+        "accepting",
+        "active",
+        "closed_reason",
+        "max_queued",
+        "name",
+        "pending",
+        "split",
+        "waiting",
+    )
 
     def __init__(self, name: str, max_queued: int | None = None) -> None:
         self.name = name
@@ -126,6 +78,8 @@ class SkillQueue:
         self.waiting = 0
         self.max_queued = max_queued  # None: no bound
         self.active: list[Instance] = []
+        # While a canary runs: its instances and its share (``active`` is stable).
+        self.split: Split | None = None
         # False when the skill is stopped or errored: calls fail fast.
         self.accepting = True
         self.closed_reason = ""
@@ -181,6 +135,22 @@ class Router:
         q = self.queues.get(inst.skill)
         if q is not None and inst in q.active:
             q.active.remove(inst)
+        if q is not None and q.split is not None and inst in q.split.canary:
+            q.split.canary.remove(inst)
+
+    def set_split(self, skill: str, canary: list[Instance], percent: int, now: float) -> None:
+        """``percent`` of the calls go to ``canary``, the rest to ``active``
+        (see weights); with no canary, one version again."""
+        q = self.queue(skill)
+        if not canary:
+            q.split = None
+            for call in q.pending:
+                call.lane = None
+        elif q.split is None:
+            q.split = Split(canary, percent)
+        else:
+            q.split.canary, q.split.percent = list(canary), percent
+        self.dispatch(skill, now)
 
     def close(self, skill: str, reason: str) -> None:
         """Fail every queued call and refuse new ones until ``reopen``."""
@@ -211,12 +181,14 @@ class Router:
         key: str | None = None,
         traceparent: str | None = None,
         progress: bool = False,
+        session: str | None = None,
     ) -> PendingCall:
         """Take a call in; the caller already checked that the skill exists."""
         call = PendingCall(
             next(self._ids), client, req_id, skill, tool, payload, now + timeout_s, now
         )
         call.key, call.traceparent, call.progress = key, traceparent, progress
+        call.session = session
         q = self.queue(skill)
         if q.max_queued is not None and q.waiting >= q.max_queued and q.accepting:
             # Refused before it is tracked: a flood costs no memory here.
@@ -244,6 +216,9 @@ class Router:
     def dispatch(self, skill: str, now: float) -> None:
         """Send queued calls to active instances that have credit."""
         q = self.queues.get(skill)
+        if q is not None and q.split is not None:
+            dispatch_split(q, q.split, self._start, now)
+            return
         if q is None or not q.pending or not q.active:
             return
         pending, active = q.pending, q.active
@@ -255,24 +230,27 @@ class Router:
             if call.answered:
                 continue
             q.unqueue(call)
-            spec = inst.tools.get(call.tool)
-            if spec is None:
-                self.fail(
-                    call,
-                    ToolNotFound(
-                        f"skill {skill!r} (version {inst.version}) has no tool {call.tool!r}; "
-                        f"its tools: {', '.join(sorted(inst.tools)) or 'none'}",
-                        skill=skill,
-                        tool=call.tool,
-                        tools=sorted(inst.tools),
-                    ),
-                )
-                continue
-            call.instance, call.sent_at = inst, now
-            inst.in_flight[call.call_id] = call
-            if call.key is not None and self.keys is not None:
-                self.keys.sent(call)
-            self._send_call(inst, call, call.deadline - now)
+            self._start(skill, inst, call, now)
+
+    def _start(self, skill: str, inst: Instance, call: PendingCall, now: float) -> None:
+        spec = inst.tools.get(call.tool)
+        if spec is None:
+            self.fail(
+                call,
+                ToolNotFound(
+                    f"skill {skill!r} (version {inst.version}) has no tool {call.tool!r}; "
+                    f"its tools: {', '.join(sorted(inst.tools)) or 'none'}",
+                    skill=skill,
+                    tool=call.tool,
+                    tools=sorted(inst.tools),
+                ),
+            )
+            return
+        call.instance, call.sent_at = inst, now
+        inst.in_flight[call.call_id] = call
+        if call.key is not None and self.keys is not None:
+            self.keys.sent(call)
+        self._send_call(inst, call, call.deadline - now)
 
     def result(
         self, inst: Instance, call_id: int, error: WireError | None, payload: bytes, now: float
@@ -365,6 +343,7 @@ class Router:
                 continue
             spec = inst.tools.get(call.tool)
             if spec is not None and spec.idempotent and call.deadline > now and q.accepting:
+                call.lane = None
                 q.push(call, front=True)  # oldest first once all are pushed
                 retried += 1
                 continue
@@ -397,3 +376,6 @@ class Router:
 
 def _credit(inst: Instance) -> int:
     return inst.concurrency - len(inst.in_flight)
+
+
+__all__ = ["COMPACT_ABOVE", "Instance", "InstanceState", "PendingCall", "Router", "SkillQueue"]

@@ -8,6 +8,10 @@ One rollout per skill at a time -- a second gets ``UpgradeInProgress`` --
 while rollouts of different skills run side by side. When one ends, its
 :class:`RolloutListener` (the Lifecycle) hears first, then the event
 stream, then whoever waits for the answer.
+
+Why this module is long: it is the one place where each action of the
+machine meets the daemon (a case per action; the state handoff's and the
+canary's own work is in :mod:`.handoff` and :mod:`.steering`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any, Protocol
 
 from ipc import ConfigError, StateReply, UpgradeFailed, UpgradeInProgress
 
-from .._status import EventKind, RolloutOp, StepStatus
+from .._status import EventKind, RolloutOp
+from .canary import CanaryPlan
 from .events import EventLog
 from .handoff import Handoff
 from .jobs import Jobs
@@ -27,16 +32,19 @@ from .releases import Release
 from .rollout import (
     Action,
     CheckHealth,
+    DrainNew,
     ExportState,
     Finish,
     HoldCalls,
     ImportState,
+    Judge,
     KillNew,
     Phase,
     Prepare,
     Report,
     ResumeCalls,
     Rollout,
+    SetWeight,
     Spawn,
     Stage,
     Step,
@@ -44,6 +52,7 @@ from .rollout import (
 )
 from .router import InstanceState
 from .runtime import ActiveRollout, Done, Prepared, PrepareJob, Proc, ProgressFn, SkillRuntime
+from .steering import Steering, gate
 from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.upgrade")
@@ -75,6 +84,7 @@ class RolloutRunner:
         self._jobs = jobs
         self._clock = clock
         self.handoff = Handoff(supervisor)
+        self.steering = Steering(supervisor)
 
     def begin(
         self,
@@ -87,29 +97,36 @@ class RolloutRunner:
         prepare: PrepareJob | None = None,
         done: Done | None = None,
         progress: ProgressFn | None = None,
+        instances: int | None = None,
+        canary: CanaryPlan | None = None,
+        allow_breaking: bool = False,
     ) -> ActiveRollout:
         """Start a rollout of ``rt`` from ``source``; with ``prepare``, the
         new code is first made ready off the daemon's thread, and the source
         and release it returns replace those given here."""
         self.ensure_idle(rt)
         s = rt.config.settings
-        old = rt.active()
+        # A scale-up adds processes beside the serving ones: none is replaced.
+        old = [] if op is RolloutOp.SCALE else rt.active()
         ar = ActiveRollout(
             op=op,
             machine=Rollout(
                 start_timeout_s=s.start_timeout_s,
                 health_timeout_s=s.health_timeout_s,
-                has_old=bool(old),
+                has_old=bool(rt.active()),
                 handoff_timeout_s=s.handoff_timeout_s,
+                instances=instances if instances is not None else rt.instances,
+                canary=canary,
             ),
             source=source,
             old=old,
             old_version=old[0].inst.version if old else rt.last_version,
             release=release,
             prepare=prepare,
+            allow_breaking=allow_breaking,
         )
         if old:
-            ar.old_tools = {n: t.to_wire() for n, t in old[0].inst.tools.items()}
+            ar.old_tools = dict(old[0].inst.tools)
         if done is not None:
             ar.done.append(done)
         if progress is not None:
@@ -131,27 +148,32 @@ class RolloutRunner:
 
     def hello(self, rt: SkillRuntime, proc: Proc, refused: str | None, now: float) -> None:
         ar = rt.rollout
-        if ar is None or ar.new is not proc:
+        if ar is None or proc not in ar.news:
             return
         if refused is not None:
             self._apply(rt, ar, ar.machine.refused(now, refused), now)
-        else:
-            detail = f"version {proc.inst.version}, {len(proc.inst.tools)} tools"
-            wait_s = self.handoff.wait_s(rt, ar, proc, now)
-            hello = ar.machine.hello(
-                now, has_health=proc.has_health, detail=detail, handoff_wait_s=wait_s
-            )
-            self._apply(rt, ar, hello, now)
+            return
+        if ar.tool_diff is None and ar.old_tools is not None:
+            why = gate(ar, proc)
+            if why:
+                self._apply(rt, ar, ar.machine.gate_failed(now, why), now)
+                return
+        detail = f"version {proc.inst.version}, {len(proc.inst.tools)} tools"
+        wait_s = self.handoff.wait_s(rt, ar, proc, now)
+        hello = ar.machine.hello(
+            now, has_health=proc.has_health, detail=detail, handoff_wait_s=wait_s
+        )
+        self._apply(rt, ar, hello, now)
 
     def health(self, rt: SkillRuntime, proc: Proc, ok: bool, detail: str, now: float) -> None:
         ar = rt.rollout
-        if ar is None or ar.new is not proc:
+        if ar is None or proc not in ar.news:
             return
         self._apply(rt, ar, ar.machine.health(now, ok, detail), now)
 
     def proc_exited(self, rt: SkillRuntime, proc: Proc, how: str, now: float) -> None:
         ar = rt.rollout
-        if ar is not None and ar.new is proc:
+        if ar is not None and proc in ar.news:
             if proc.bye and proc.ready_at is None:
                 how = f"{how} ({proc.bye})"
             self._apply(rt, ar, ar.machine.new_exited(now, how), now)
@@ -192,6 +214,13 @@ class RolloutRunner:
         if ar is not None:
             self._apply(rt, ar, ar.machine.cancel(now, reason), now)
 
+    def steer(self, rt: SkillRuntime, action: str, now: float) -> None:
+        """``zskill rollout SKILL --pause/--resume/--promote/--abort``."""
+        ar = rt.rollout
+        actions = self.steering.steer(rt, ar, action, now)
+        if ar is not None:
+            self._apply(rt, ar, actions, now)
+
     # --- actions ---------------------------------------------------------------
 
     def _apply(
@@ -207,8 +236,8 @@ class RolloutRunner:
                 case Spawn():
                     self._spawn(rt, ar, now)
                 case CheckHealth(timeout_s=timeout_s):
-                    assert ar.new is not None
-                    self.sup.check_health(ar.new, timeout_s)
+                    for proc in ar.news:
+                        self.sup.check_health(proc, timeout_s)
                 case HoldCalls():
                     self.handoff.hold(rt, now)
                     self._check_idle(rt, ar, now)
@@ -222,8 +251,16 @@ class RolloutRunner:
                     self._switch(rt, ar, now)
                     switched = True
                 case KillNew(reason=reason):
-                    if ar.new is not None and ar.new.child.alive:
-                        self.sup.kill(ar.new, f"{ar.op} rolled back: {reason}")
+                    for proc in ar.news:
+                        if proc.child.alive:
+                            self.sup.kill(proc, f"{ar.op} rolled back: {reason}")
+                case SetWeight(percent=pct):
+                    self.steering.set_weight(rt, ar, pct, now)
+                case Judge():
+                    verdict = self.steering.judge(rt, ar)
+                    self._apply(rt, ar, ar.machine.judged(now, verdict.ok, verdict.detail), now)
+                case DrainNew(reason=reason):
+                    self.steering.drain_canary(rt, ar, reason, now)
                 case Finish():
                     self._finish(rt, ar, action)
         # Nothing left to drain (a start, or the old ones already gone): the
@@ -265,12 +302,13 @@ class RolloutRunner:
 
     def _spawn(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
         try:
-            ar.new = self.sup.spawn(rt, ar.source, now, origin=self._origin(rt, ar))
+            for _ in range(ar.machine.instances):
+                ar.news.append(self.sup.spawn(rt, ar.source, now, origin=self._origin(rt, ar)))
         except (OSError, ConfigError) as exc:  # ConfigError: its env_file
             argv = " ".join(rt.config.argv())
             more = ar.machine.spawn_failed(now, f"cannot start `{argv}` in {ar.source}: {exc}")
         else:
-            more = ar.machine.spawned(now, f"pid {ar.new.pid}")
+            more = ar.machine.spawned(now, "pid " + ", ".join(str(p.pid) for p in ar.news))
         self._apply(rt, ar, more, now)
 
     @staticmethod
@@ -284,22 +322,23 @@ class RolloutRunner:
         return ar.source
 
     def _switch(self, rt: SkillRuntime, ar: ActiveRollout, now: float) -> None:
-        assert ar.new is not None
-        ar.old = self.sup.promote(rt, ar.new, now)
+        assert ar.news
+        if ar.op is RolloutOp.SCALE:
+            self.sup.promote(rt, ar.news, now, add=True)
+            return
+        self.steering.end_split(rt, now)
+        ar.old = self.sup.promote(rt, ar.news, now)
         rt.source, rt.origin = ar.source, self._origin(rt, ar)
-        new_tools = {n: t.to_wire() for n, t in ar.new.inst.tools.items()}
-        old_tools = ar.old_tools
-        ar.tools_changed = old_tools is not None and old_tools != new_tools
-        if old_tools is not None and ar.tools_changed:
+        diff = ar.tool_diff
+        ar.tools_changed = diff is not None and diff.any
+        if diff is not None and diff.any:
             self.events.emit(
                 rt.name,
                 EventKind.TOOLS_CHANGED,
-                version=ar.new.inst.version,
-                added=sorted(set(new_tools) - set(old_tools)),
-                removed=sorted(set(old_tools) - set(new_tools)),
-                changed=sorted(
-                    n for n in set(new_tools) & set(old_tools) if new_tools[n] != old_tools[n]
-                ),
+                version=ar.new_version,
+                added=diff.added,
+                removed=diff.removed,
+                changed=diff.changed,
             )
 
     def _report(self, rt: SkillRuntime, ar: ActiveRollout, r: Report) -> None:
@@ -309,7 +348,7 @@ class RolloutRunner:
             "elapsed_s": round(r.elapsed_s, 4),
             "detail": r.detail,
         }
-        new_version = ar.new.inst.version if ar.new is not None else ""
+        new_version = ar.new_version
         self.events.emit(
             rt.name,
             EventKind.ROLLOUT,
@@ -326,28 +365,7 @@ class RolloutRunner:
         if ar.stop_preparing is not None:
             ar.stop_preparing.set()  # a copy still running is no longer wanted
         new = ar.new
-        report: dict[str, Any] = {
-            "skill": rt.name,
-            "op": ar.op.value,
-            "ok": f.ok,
-            "old_version": ar.old_version,
-            "new_version": new.inst.version if new is not None else "",
-            "pid": new.pid if new is not None else None,
-            "release": ar.release.id if ar.release is not None else None,
-            "source": str(ar.source),
-            "duration_s": round((ar.machine.finished_at or 0.0) - ar.machine.started_at, 4),
-            "steps": [
-                {
-                    "step": r.step.value,
-                    "status": r.status.value,
-                    "elapsed_s": round(r.elapsed_s, 4),
-                }
-                for r in ar.machine.reports
-                if r.status is not StepStatus.STARTED
-            ],
-        }
-        if f.ok:
-            report["tools_changed"] = ar.tools_changed
+        report = ar.report(rt.name, f.ok, rt.stats.by_version)
         # What the new process said last on stderr: a failure's traceback.
         tail = list(new.err_tail) if new is not None and not f.ok else []
         self._listener.rollout_finished(rt, ar, f.ok)
@@ -368,6 +386,11 @@ class RolloutRunner:
                 if any(p.state is InstanceState.READY for p in rt.procs.values())
                 else ""
             )
+            extra: dict[str, Any] = {}
+            if ar.tool_diff is not None:
+                extra["tools"] = ar.tool_diff.to_dict()
+            if ar.machine.canary is not None:
+                extra["canary"] = report["canary"]
             err = UpgradeFailed(
                 f"{ar.op} of {rt.name!r} rolled back at step {step!r}: {f.reason}{still}",
                 skill=rt.name,
@@ -375,6 +398,7 @@ class RolloutRunner:
                 reason=f.reason,
                 old_version=ar.old_version,
                 stderr_tail=tail,
+                **extra,
             )
             log.warning("%s", err)
         else:

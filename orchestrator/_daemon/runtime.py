@@ -10,15 +10,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ipc import ToolSpec
+
 from .._config import SkillConfig
-from .._status import InstanceStatus, LongestCall, RolloutOp, SkillState, SkillStatus
+from .._status import (
+    InstanceStatus,
+    LongestCall,
+    RolloutOp,
+    SkillState,
+    SkillStatus,
+    StepStatus,
+    VersionStatus,
+)
+from .canary import Verdict, Window
 from .drains import CallTail, DrainLog
 from .logfiles import LogFile, StreamCapture, new_tail
 from .process import Child
 from .releases import Release
-from .rollout import Rollout
+from .rollout import Phase, Rollout
 from .router import Instance, InstanceState
-from .stats import SkillStats
+from .schema_diff import ToolDiff
+from .stats import SkillStats, VersionTotals
 
 
 @dataclass(eq=False, slots=True)
@@ -102,14 +114,23 @@ class ActiveRollout:
     source: Path
     old: list[Proc]
     old_version: str
-    new: Proc | None = None
+    news: list[Proc] = field(default_factory=list)  # the new processes, once spawned
     release: Release | None = None
     done: list[Done] = field(default_factory=list)
     progress: list[ProgressFn] = field(default_factory=list)
     # The tools the serving version had when the rollout began (None: nothing
     # served), and whether the new version's differ: decided at the switch.
-    old_tools: dict[str, Any] | None = None
+    old_tools: dict[str, ToolSpec] | None = None
     tools_changed: bool = False
+    # The tools added, removed, changed (and what breaks callers), from the
+    # first hello; an upgrade that breaks callers is refused unless allowed.
+    tool_diff: ToolDiff | None = None
+    allow_breaking: bool = False
+    # A canary's figures when its step began (by version), the stable's
+    # calls over the earlier steps, and the last step's verdict.
+    step_base: dict[str, Window] = field(default_factory=dict)
+    stable_before: Window = field(default_factory=Window)
+    verdict: Verdict | None = None
     # New code to prepare before the spawn, and the Event that stops it.
     prepare: PrepareJob | None = None
     stop_preparing: threading.Event | None = None
@@ -117,6 +138,82 @@ class ActiveRollout:
     # state the old version exported, on its way to the new one.
     state_request: int = 0
     state: bytes = b""
+
+    @property
+    def new(self) -> Proc | None:
+        """The first new process (a rollout of one instance has only it)."""
+        return self.news[0] if self.news else None
+
+    @property
+    def new_version(self) -> str:
+        return self.news[0].inst.version if self.news else ""
+
+    def step_windows(self, by_version: dict[str, VersionTotals]) -> tuple[Window, Window]:
+        """The stable's and the canary's calls since the current step began."""
+        old, new = self.old_version, self.new_version
+        return (
+            Window.between(by_version.get(old), self.step_base.get(old)),
+            Window.between(by_version.get(new), self.step_base.get(new)),
+        )
+
+    def report(self, skill: str, ok: bool, by_version: dict[str, VersionTotals]) -> dict[str, Any]:
+        """The rollout's report, as its caller gets it when it ends."""
+        new, m = self.new, self.machine
+        report: dict[str, Any] = {
+            "skill": skill,
+            "op": self.op.value,
+            "ok": ok,
+            "old_version": self.old_version,
+            "new_version": new.inst.version if new is not None else "",
+            "pid": new.pid if new is not None else None,
+            "pids": [p.pid for p in self.news],
+            "release": self.release.id if self.release is not None else None,
+            "source": str(self.source),
+            "duration_s": round((m.finished_at or 0.0) - m.started_at, 4),
+            "steps": [
+                {"step": r.step.value, "status": r.status.value, "elapsed_s": round(r.elapsed_s, 4)}
+                for r in m.reports
+                if r.status is not StepStatus.STARTED
+            ],
+        }
+        if self.tool_diff is not None:
+            report["tools"] = self.tool_diff.to_dict()
+        if m.canary is not None:
+            report["canary"] = self.view(by_version)
+        if ok:
+            report["tools_changed"] = self.tools_changed
+        return report
+
+    def view(self, by_version: dict[str, VersionTotals]) -> dict[str, Any]:
+        """The rollout as ``list`` and ``zskill rollout`` show it."""
+        m = self.machine
+        out: dict[str, Any] = {
+            "op": self.op.value,
+            "phase": m.phase.value,
+            "old_version": self.old_version,
+            "new_version": self.new_version,
+            "instances": m.instances,
+        }
+        if m.canary is None:
+            return out
+        stable, canary = self.step_windows(by_version)
+        out.update(
+            plan=m.canary.to_dict(),
+            step=m.step_index + 1,
+            steps=len(m.canary.weights),
+            weight=m.weight,
+            paused=m.paused,
+            this_step={"stable": stable.figures(), "canary": canary.figures()},
+        )
+        if self.verdict is not None:
+            v = self.verdict
+            out["last_verdict"] = {
+                "ok": v.ok,
+                "detail": v.detail,
+                "stable": v.stable,
+                "canary": v.canary,
+            }
+        return out
 
 
 @dataclass(eq=False, slots=True)
@@ -155,10 +252,16 @@ class SkillRuntime:
     # Where its current code came from (the source of its release): a
     # relative command such as .venv/bin/python is found there.
     origin: Path | None = None
+    scaled_to: int | None = None  # set by `zskill scale`; else the config's `instances`
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def instances(self) -> int:
+        """How many processes should serve the skill."""
+        return self.scaled_to or self.config.settings.instances
 
     def active(self) -> list[Proc]:
         return [p for p in self.procs.values() if p.state is InstanceState.READY]
@@ -207,6 +310,9 @@ class SkillRuntime:
             "release": self.release,
             "source": str(self.source),
             "instances": [p.status() for p in self.procs.values()],
+            "instances_wanted": self.instances,
+            "versions": self._versions(now),
+            "rollout": None if self.rollout is None else self.rollout.view(self.stats.by_version),
         }
 
     def _longest_call(self, now: float) -> LongestCall | None:
@@ -224,6 +330,34 @@ class SkillRuntime:
             "instance": inst,
             "running_s": round(now - sent_at, 3),
         }
+
+    def _versions(self, now: float) -> list[VersionStatus]:
+        """Each live version, its share of calls and its figures."""
+        ar = self.rollout
+        split = ar is not None and ar.machine.phase is Phase.CANARY
+        canary = {p.id for p in ar.news} if ar is not None and split else set()
+        groups: dict[tuple[str, bool], int] = {}
+        for p in self.active():
+            key = (p.inst.version, p.id in canary)
+            groups[key] = groups.get(key, 0) + 1
+        weight = ar.machine.weight if ar is not None and split else 0
+        out: list[VersionStatus] = []
+        for (version, on_canary), n in groups.items():
+            w = self.stats.window(now, version)
+            out.append(
+                {
+                    "version": version,
+                    "role": "canary" if on_canary else "stable",
+                    "weight": weight if on_canary else 100 - weight,
+                    "instances": n,
+                    "calls_per_s": w["calls_per_s"],
+                    "errors": w["errors"],
+                    "error_rate": w["error_rate"],
+                    "p50_ms": w["p50_ms"],
+                    "p99_ms": w["p99_ms"],
+                }
+            )
+        return out
 
 
 # A rollout that replaces a serving version: the skill shows as "upgrading".

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ipc import BadRequest
 
+from .releases import Release, ReleaseStore
 from .runtime import SkillRuntime
 
 
@@ -26,6 +27,26 @@ def check_source(rt: SkillRuntime, src: Path) -> None:
         )
 
 
+def rollback_target(releases: ReleaseStore, rt: SkillRuntime, to: int | None) -> Release:
+    """The release a rollback runs: the previous one, or release ``to`` (any
+    kept one but the current); BadRequest when there is none or it is gone."""
+    kept = {r.id: r for r in releases.all(rt.name)}
+    prev = releases.previous(rt.name) if to is None else kept.get(to)
+    if prev is None or (to is not None and prev.current):
+        which = "an earlier release" if to is None else f"a release {to} (other than current)"
+        raise BadRequest(
+            f"skill {rt.name!r} has no {which} to roll back to "
+            f"(`zskill releases {rt.name}` lists what is kept: {sorted(kept) or 'none'})",
+            skill=rt.name,
+        )
+    if not prev.run_dir().is_dir():
+        raise BadRequest(
+            f"release {prev.id} of {rt.name!r} can no longer run: {prev.run_dir()} is gone",
+            skill=rt.name,
+        )
+    return prev
+
+
 def entry_file(command: tuple[str, ...]) -> str | None:
     """The script a python command runs (``python main.py`` -> main.py)."""
     if not command or "python" not in Path(command[0]).name:
@@ -39,4 +60,4 @@ def entry_file(command: tuple[str, ...]) -> str | None:
     return None
 
 
-__all__ = ["check_source", "entry_file"]
+__all__ = ["check_source", "entry_file", "rollback_target"]

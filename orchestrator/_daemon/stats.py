@@ -45,10 +45,20 @@ class VersionTotals:
 
 
 class SkillStats:
-    __slots__ = ("_buckets", "_procs", "by_version", "cpu_percent", "rss_by_pid", "rss_bytes")
+    __slots__ = (
+        "_buckets",
+        "_procs",
+        "_version_buckets",
+        "by_version",
+        "cpu_percent",
+        "rss_by_pid",
+        "rss_bytes",
+    )
 
     def __init__(self) -> None:
         self._buckets: deque[_Bucket] = deque()
+        # The same window per version, so two live versions compare side by side.
+        self._version_buckets: dict[str, deque[_Bucket]] = {}
         self.by_version: dict[str, VersionTotals] = {}
         self.cpu_percent = 0.0
         self.rss_bytes = 0
@@ -60,15 +70,20 @@ class SkillStats:
         """One answered call. ``error``: the skill failed it (see
         :func:`skill_failed`), not the caller's mistake."""
         second = int(now)
-        buckets = self._buckets
-        if not buckets or buckets[-1].second != second:
-            buckets.append(_Bucket(second))
-            while buckets[0].second <= second - WINDOW_S:
-                buckets.popleft()
-        b = buckets[-1]
         idx = bisect.bisect_left(BOUNDS, latency_s)
-        b.calls += 1
-        b.hist[idx] += 1
+        vb = self._version_buckets.get(version)
+        if vb is None:
+            vb = self._version_buckets[version] = deque()
+        for buckets in (self._buckets, vb):
+            if not buckets or buckets[-1].second != second:
+                buckets.append(_Bucket(second))
+                while buckets[0].second <= second - WINDOW_S:
+                    buckets.popleft()
+            b = buckets[-1]
+            b.calls += 1
+            b.hist[idx] += 1
+            if error:
+                b.errors += 1
         tot = self.by_version.get(version)
         if tot is None:
             tot = self.by_version[version] = VersionTotals()
@@ -76,13 +91,14 @@ class SkillStats:
         tot.latency_sum_s += latency_s
         tot.hist[idx] += 1
         if error:
-            b.errors += 1
             tot.errors += 1
 
-    def window(self, now: float) -> dict[str, Any]:
-        """calls/s, error rate and latency percentiles over the window."""
+    def window(self, now: float, version: str | None = None) -> dict[str, Any]:
+        """calls/s, error rate and latency percentiles over the window, of
+        every call or of those ``version`` served."""
         start = int(now) - WINDOW_S + 1
-        live = [b for b in self._buckets if b.second >= start]
+        buckets = self._buckets if version is None else self._version_buckets.get(version, ())
+        live = [b for b in buckets if b.second >= start]
         calls = sum(b.calls for b in live)
         errors = sum(b.errors for b in live)
         # Rate over the time we have data for, so a fresh skill is not diluted.
@@ -96,8 +112,8 @@ class SkillStats:
             "calls_per_s": round(calls / span, 2),
             "errors": errors,
             "error_rate": round(errors / calls, 4) if calls else 0.0,
-            "p50_ms": _percentile(hist, calls, 0.50),
-            "p99_ms": _percentile(hist, calls, 0.99),
+            "p50_ms": percentile(hist, calls, 0.50),
+            "p99_ms": percentile(hist, calls, 0.99),
         }
 
     def sample(self, pids: list[int], kids: Mapping[int, list[int]] | None = None) -> None:
@@ -144,7 +160,7 @@ def children_map() -> dict[int, list[int]]:
     return kids
 
 
-def _percentile(hist: list[int], total: int, q: float) -> float | None:
+def percentile(hist: list[int], total: int, q: float) -> float | None:
     if total == 0:
         return None
     rank = math.ceil(total * q)

@@ -230,19 +230,22 @@ class Supervisor:
 
     # --- bringing into and out of service ---------------------------------------
 
-    def promote(self, rt: SkillRuntime, new: Proc, now: float) -> list[Proc]:
-        """The switch: ``new`` takes every queued and future call of the skill at
-        this instant; the processes that served until now drain. Returns them."""
-        old = [p for p in rt.procs.values() if p.state is InstanceState.READY and p is not new]
-        new.inst.state = InstanceState.READY
-        new.ready_at = now
-        rt.last_version = new.inst.version
+    def promote(
+        self, rt: SkillRuntime, news: list[Proc], now: float, add: bool = False
+    ) -> list[Proc]:
+        """The switch: ``news`` take every call now; the old ones drain (unless ``add``)."""
+        old = [] if add else [p for p in rt.active() if p not in news]
+        self.admit(rt, news, now)
+        self.router.set_active(rt.name, [p.inst for p in rt.active() if p not in old], now)
         for p in old:
-            p.inst.state = InstanceState.DRAINING
-        self.router.set_active(rt.name, [new.inst], now)
-        for p in old:
-            self.retire(p, now, "replaced by " + new.id)
+            self.retire(p, now, "replaced by " + news[0].id)
         return old
+
+    def admit(self, rt: SkillRuntime, news: list[Proc], now: float) -> None:
+        """``news`` may serve (READY); which calls reach them is the router's."""
+        for p in news:
+            p.inst.state, p.ready_at = InstanceState.READY, p.ready_at or now
+        rt.last_version = news[0].inst.version
 
     def retire(self, proc: Proc, now: float, reason: str, *, grace_s: float | None = None) -> None:
         """Drain ``proc``: no new calls; in-flight ones get ``grace_s`` to finish."""

@@ -129,6 +129,8 @@ COMMANDS: tuple[tuple[str | None, Callable[..., None]], ...] = (
     (None, skills.restart),
     (None, deploy.upgrade),
     (None, deploy.rollback),
+    (None, deploy.rollout),
+    (None, deploy.scale),
     (None, deploy.releases),
     (None, observe.logs),
     (None, observe.events),

@@ -87,6 +87,22 @@ def plain(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def ready_count(instances: Any) -> str:
+    """The ``inst`` column: how many processes serve (of ``instances``)."""
+    if not isinstance(instances, list):
+        return "-"
+    return str(sum(1 for i in instances if isinstance(i, Mapping) and i.get("state") == "ready"))
+
+
+def canary_share(versions: Any) -> str:
+    """The ``canary`` column: ``2.0.0 25%`` while a canary serves, else ``-``."""
+    if isinstance(versions, list):
+        for v in versions:
+            if isinstance(v, Mapping) and v.get("role") == "canary":
+                return f"{v.get('version')} {v.get('weight')}%"
+    return "-"
+
+
 def local_time(t: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     """An epoch time in local time; anything else (an ISO string) as it is."""
     if isinstance(t, bool) or not isinstance(t, (int, float)):
@@ -147,6 +163,53 @@ def stderr_lines(details: Row) -> list[str]:
     if not isinstance(tail, list) or not tail:
         return []
     return ["the new process's last stderr lines:", *(f"  | {line}" for line in tail)]
+
+
+def tool_lines(tools: Any) -> list[str]:
+    """An upgrade's tool changes: ``tools added: a, b`` ... and each
+    breaking change on its own line."""
+    if not isinstance(tools, Mapping):
+        return []
+    out = []
+    for key in ("added", "removed", "changed"):
+        names = tools.get(key) or []
+        if names:
+            out.append(f"tools {key}: {', '.join(str(n) for n in names)}")
+    out += [f"  breaking: {b}" for b in tools.get("breaking") or []]
+    return out
+
+
+def rollout_lines(skill: str, view: Row | None, action: str | None) -> list[str]:
+    """``zskill rollout``: the rollout in progress, a canary's weights and figures."""
+    if view is None:
+        return [f"{skill}: no rollout in progress"]
+    head = f"{skill}: {view.get('op')} {plain(view.get('old_version'))} -> "
+    head += f"{plain(view.get('new_version'))}, {view.get('phase')}"
+    if action:
+        head = f"{action}: " + head
+    out = [head]
+    if "weight" not in view or view.get("phase") != "canary":
+        return out
+    paused = " (paused)" if view.get("paused") else ""
+    out.append(
+        f"canary step {view.get('step')}/{view.get('steps')}: {view.get('weight')}% of calls"
+        f"{paused}; plan {view.get('plan')}"
+    )
+    step = view.get("this_step")
+    if isinstance(step, Mapping):
+        for role in ("stable", "canary"):
+            f = step.get(role)
+            if isinstance(f, Mapping):
+                out.append(
+                    f"  {role:<7} {f.get('calls')} calls, {f.get('errors')} errors "
+                    f"({f.get('error_rate')}), p99 {plain(f.get('p99_ms'))} ms"
+                )
+    verdict = view.get("last_verdict")
+    if isinstance(verdict, Mapping):
+        out.append(
+            f"last step: {'passed' if verdict.get('ok') else 'failed'}: {verdict.get('detail')}"
+        )
+    return out
 
 
 def _kv(value: Any) -> str:

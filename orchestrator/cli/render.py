@@ -21,6 +21,7 @@ from rich.text import Text
 from .._status import SkillState, SkillStatus, StepStatus
 from .format import (
     Row,
+    canary_share,
     human_bytes,
     human_duration,
     human_elapsed,
@@ -29,6 +30,7 @@ from .format import (
     human_rate,
     local_time,
     plain,
+    ready_count,
     short_path,
 )
 
@@ -60,6 +62,16 @@ class Column:
     optional: bool = False
     justify: JustifyMethod = "right"
     only_when_set: bool = False  # shown only while some row has a value
+    # Shown only when some row needs it (None: whenever a row has the key).
+    needed: Callable[[Any], bool] | None = None
+
+
+def _several(instances: Any) -> bool:
+    return ready_count(instances) not in ("-", "0", "1")
+
+
+def _canary(versions: Any) -> bool:
+    return canary_share(versions) != "-"
 
 
 LIST_COLUMNS: tuple[Column, ...] = (
@@ -67,6 +79,8 @@ LIST_COLUMNS: tuple[Column, ...] = (
     Column("state", "state", plain, justify="left"),
     Column("version", "version", plain, justify="left"),
     Column("pid", "pid", plain),
+    Column("inst", "instances", ready_count, optional=True, needed=_several),
+    Column("canary", "versions", canary_share, optional=True, justify="left", needed=_canary),
     Column("uptime", "uptime_s", human_duration),
     Column("restarts", "restarts", plain),
     Column("cpu", "cpu_percent", human_percent, optional=True),
@@ -95,7 +109,7 @@ def _has(rows: Sequence[Row], key: str) -> bool:
 # What a narrow terminal loses first: a squeezed table would cut names and
 # states into ellipses, which is worse than a missing metric (--json has all).
 LIST_DROP_ORDER = ("longest_call", "p50_ms", "cpu_percent", "errors", "rss_bytes", "restarts",
-                   "uptime_s", "p99_ms", "calls_per_s")  # fmt: skip
+                   "instances", "uptime_s", "p99_ms", "calls_per_s", "versions")  # fmt: skip
 
 
 def list_table(statuses: Sequence[SkillStatus], *, width: int | None = None) -> Table:
@@ -148,7 +162,10 @@ def list_columns(statuses: Sequence[SkillStatus]) -> list[Column]:
         c
         for c in LIST_COLUMNS
         if not c.optional
-        or (_has(statuses, c.key) if c.only_when_set else any(c.key in r for r in statuses))
+        or (
+            (_has(statuses, c.key) if c.only_when_set else any(c.key in r for r in statuses))
+            and (c.needed is None or any(c.needed(r.get(c.key)) for r in statuses))
+        )
     ]
 
 

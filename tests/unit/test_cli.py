@@ -475,6 +475,7 @@ class FakeClient:
         *,
         timeout: float | None = None,
         key: str | None = None,
+        session: str | None = None,
     ) -> CallResult:
         self._do("call", (skill, tool, args, timeout) if key is None else (skill, tool, args, key))
         return CallResult(self.result, "1.1.0", 0.0123)

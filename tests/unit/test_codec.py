@@ -29,6 +29,8 @@ EXAMPLES: list[ipc.Message] = [
         2, "echo", "say", 1.0, "key-1", "00-" + "a" * 32 + "-" + "b" * 16 + "-01", payload=b"x"
     ),
     ipc.CallRequest(2, "echo", "say", 1.0, None, "00-trace", payload=b"\x80"),
+    ipc.CallRequest(2, "echo", "say", 1.0, session="session-1", payload=b"\x80"),
+    ipc.Call(7, "say", 2.5, session="session-1", payload=b"\x80"),
     ipc.Call(7, "say", 2.5, "key-1", None, payload=b"\x80"),
     ipc.Reply(1, [{"name": "echo"}]),
     ipc.Reply(1, None, WireError("BadRequest", "x", {})),

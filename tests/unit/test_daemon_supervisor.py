@@ -66,7 +66,7 @@ class Bench:
         now = self.clock()
         proc = self.sup.spawn(self.rt, self.rt.source, now)
         assert self.sup.on_hello(proc, hello_msg(self.procs, proc, version), now) is None
-        self.sup.promote(self.rt, proc, now)
+        self.sup.promote(self.rt, [proc], now)
         return proc
 
     def types(self) -> list[str]:
@@ -186,7 +186,7 @@ def test_promote_switches_routing_and_retires_the_old_one(b: Bench) -> None:
     b.clock.now += 10
     new = b.sup.spawn(b.rt, b.rt.source, b.clock())
     b.sup.on_hello(new, hello_msg(b.procs, new, "2.0.0"), b.clock())
-    retired = b.sup.promote(b.rt, new, b.clock())
+    retired = b.sup.promote(b.rt, [new], b.clock())
     assert retired == [old]
     assert b.router.queues["echo"].active == [new.inst]
     assert new.state is InstanceState.READY and new.ready_at == b.clock()

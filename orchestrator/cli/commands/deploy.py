@@ -24,6 +24,7 @@ def _deploy(
     from_dir: Path | None,
     as_json: bool,
     as_jsonl: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """upgrade / rollback with live progress; exit 1 when rolled back.
 
@@ -32,7 +33,7 @@ def _deploy(
     finishes, then the report (or the error) as the last line."""
     from ipc import UpgradeFailed
 
-    from ..format import stderr_lines, to_json, upgrade_summary
+    from ..format import stderr_lines, to_json, tool_lines, upgrade_summary
     from ..render import ProgressPrinter, console
 
     if as_json and as_jsonl:
@@ -59,9 +60,11 @@ def _deploy(
     with connect(cfg) as client:
         try:
             if op == "upgrade":
-                report = client.upgrade(skill, from_dir=source, on_progress=on_progress)
+                report = client.upgrade(
+                    skill, from_dir=source, on_progress=on_progress, **(options or {})
+                )
             else:
-                report = client.rollback(skill, on_progress=on_progress)
+                report = client.rollback(skill, on_progress=on_progress, **(options or {}))
         except UpgradeFailed as exc:
             printer.close()
             serving = _still_serving(client, skill, exc.details)
@@ -73,7 +76,7 @@ def _deploy(
                 typer.echo(to_json(doc, indent=2 if as_json else None))
             else:
                 typer.secho(_failure_line(op, exc.message, exc.details), err=True, fg="red")
-                for line in stderr_lines(exc.details):
+                for line in [*tool_lines(exc.details.get("tools")), *stderr_lines(exc.details)]:
                     typer.echo(line, err=True)
                 then = "rolled back; " if op == "upgrade" else ""
                 typer.echo(f"{then}{serving}", err=True)
@@ -96,6 +99,8 @@ def _deploy(
         return
     printer.replay(report)
     typer.echo(upgrade_summary(skill, report))
+    for line in tool_lines(report.get("tools")):
+        typer.echo(line)
 
 
 def _failure_line(op: str, message: str, details: dict[str, Any]) -> str:
@@ -130,6 +135,31 @@ def upgrade(
         Path | None,
         typer.Option("--from", metavar="DIR", help="Start the new version from DIR."),
     ] = None,
+    canary: Annotated[
+        str | None,
+        typer.Option(
+            "--canary",
+            metavar="W1,W2,..",
+            help="Move calls over step by step: percentages such as 5,25,100.",
+        ),
+    ] = None,
+    step_s: Annotated[
+        float | None, typer.Option("--step-s", help="Seconds each canary step lasts (30).")
+    ] = None,
+    max_error_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-error-rate", help="The canary's error rate may exceed stable's by this (0.02)."
+        ),
+    ] = None,
+    max_p99_ratio: Annotated[
+        float | None,
+        typer.Option("--max-p99-ratio", help="The canary's p99 may be this times stable's (2)."),
+    ] = None,
+    allow_breaking: Annotated[
+        bool,
+        typer.Option("--allow-breaking", help="Upgrade even if the new tools break callers."),
+    ] = False,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOut = False,
     as_jsonl: JsonlOut = False,
@@ -138,19 +168,129 @@ def upgrade(
 
     The new version starts beside the old one and must pass its health check;
     then calls switch to it and the old one drains. A failure before the switch
-    rolls back: the old version keeps serving and the exit code is 1.
+    rolls back: the old version keeps serving and the exit code is 1. Tools
+    removed, new required arguments, removed or narrowed arguments are a
+    breaking change: refused unless --allow-breaking. With --canary, both
+    versions serve while the new one takes each share of calls in turn; a
+    step whose error rate or p99 is worse than allowed rolls it back.
     """
-    _deploy("upgrade", skill, config, from_dir=from_dir, as_json=as_json, as_jsonl=as_jsonl)
+    options: dict[str, Any] = {"allow_breaking": True} if allow_breaking else {}
+    if canary is not None:
+        options["canary"] = _canary_plan(canary, step_s, max_error_rate, max_p99_ratio)
+    elif (step_s, max_error_rate, max_p99_ratio) != (None, None, None):
+        raise UsageError("--step-s, --max-error-rate and --max-p99-ratio go with --canary")
+    _deploy(
+        "upgrade",
+        skill,
+        config,
+        from_dir=from_dir,
+        as_json=as_json,
+        as_jsonl=as_jsonl,
+        options=options,
+    )
+
+
+def _canary_plan(
+    weights: str, step_s: float | None, max_error_rate: float | None, max_p99_ratio: float | None
+) -> dict[str, Any]:
+    try:
+        parsed = [int(w.strip().rstrip("%")) for w in weights.split(",") if w.strip()]
+    except ValueError:
+        raise UsageError(f"--canary {weights}: give percentages such as 5,25,100") from None
+    if not parsed or any(not 0 < w <= 100 for w in parsed) or parsed != sorted(set(parsed)):
+        raise UsageError(f"--canary {weights}: rising percentages in 1..100, such as 5,25,100")
+    plan: dict[str, Any] = {"weights": parsed}
+    for key, value in (
+        ("step_s", step_s),
+        ("max_error_rate", max_error_rate),
+        ("max_p99_ratio", max_p99_ratio),
+    ):
+        if value is not None:
+            plan[key] = value
+    return plan
 
 
 def rollback(
     skill: SkillArg,
+    to: Annotated[
+        int | None,
+        typer.Option("--to", metavar="RELEASE", help="Go to this kept release (see releases)."),
+    ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOut = False,
     as_jsonl: JsonlOut = False,
 ) -> None:
-    """Go back to the skill's previous release, live."""
-    _deploy("rollback", skill, config, from_dir=None, as_json=as_json, as_jsonl=as_jsonl)
+    """Go back to the skill's previous release (or to --to RELEASE), live."""
+    if to is not None and to < 1:
+        raise UsageError(f"--to {to}: a release number (see `zskill releases {skill}`)")
+    options = {"to": to} if to is not None else None
+    _deploy(
+        "rollback",
+        skill,
+        config,
+        from_dir=None,
+        as_json=as_json,
+        as_jsonl=as_jsonl,
+        options=options,
+    )
+
+
+def scale(
+    skill: SkillArg,
+    instances: Annotated[int, typer.Argument(metavar="N", help="How many processes to run.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOut = False,
+) -> None:
+    """Run N processes of a skill sharing its calls; live, no call fails."""
+    if instances < 1:
+        raise UsageError(f"N must be at least 1 (got {instances})")
+    cfg = load(config)
+    with connect(cfg) as client:
+        status = client.scale(skill, instances)
+    from ..format import to_json
+
+    if as_json:
+        typer.echo(to_json(status, indent=2))
+        return
+    procs = status.get("instances") or []
+    ready = [p for p in procs if p.get("state") == "ready"]
+    pids = ", ".join(str(p.get("pid")) for p in ready)
+    typer.echo(f"{skill}: {len(ready)} instances serving (pids {pids})")
+    if len(procs) > len(ready):
+        typer.echo(f"{len(procs) - len(ready)} draining")
+
+
+def rollout(
+    skill: SkillArg,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Give the canary every call now.")
+    ] = False,
+    pause: Annotated[bool, typer.Option("--pause", help="Hold the current weight.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Go on after --pause.")] = False,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="Roll the canary back; stable keeps serving.")
+    ] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOut = False,
+) -> None:
+    """Show a skill's rollout in progress, or steer its canary."""
+    chosen = [
+        a
+        for a, on in (("promote", promote), ("pause", pause), ("resume", resume), ("abort", abort))
+        if on
+    ]
+    if len(chosen) > 1:
+        raise UsageError("give at most one of --promote, --pause, --resume, --abort")
+    cfg = load(config)
+    with connect(cfg) as client:
+        view = client.rollout(skill, chosen[0] if chosen else None)
+    from ..format import rollout_lines, to_json
+
+    if as_json:
+        typer.echo(to_json(view, indent=2))
+        return
+    for line in rollout_lines(skill, view, chosen[0] if chosen else None):
+        typer.echo(line)
 
 
 def releases(skill: SkillArg, config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) -> None:

@@ -112,6 +112,14 @@ def call(
             "a retry gets the first call's outcome.",
         ),
     ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            metavar="ID",
+            help="While a canary runs, the calls of a session stay on one version.",
+        ),
+    ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Call a tool and print its result (text as is, anything else as JSON).
@@ -123,16 +131,26 @@ def call(
     arguments = _parse_args(args)
     if key is not None and not key:
         raise UsageError("--key: an idempotency key cannot be empty")
+    if session is not None and not session:
+        raise UsageError("--session: a session id cannot be empty")
     cfg = load(config)
     bar = CallProgress(f"{skill}.{tool}")
     try:
         with connect(cfg) as client, bar:
             if bar.enabled:
                 result = client.call_detailed(
-                    skill, tool, arguments, timeout=timeout, key=key, on_progress=bar
+                    skill,
+                    tool,
+                    arguments,
+                    timeout=timeout,
+                    key=key,
+                    on_progress=bar,
+                    session=session,
                 )
             else:  # nobody to show progress to: the skill need not send it
-                result = client.call_detailed(skill, tool, arguments, timeout=timeout, key=key)
+                result = client.call_detailed(
+                    skill, tool, arguments, timeout=timeout, key=key, session=session
+                )
     except KeyboardInterrupt:
         # Client.call sent the cancel on its way out; the bar is gone by now.
         typer.echo(f"zskill: call to {skill}.{tool} cancelled (interrupted)", err=True)

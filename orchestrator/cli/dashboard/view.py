@@ -38,7 +38,8 @@ SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 10
 # Left out first when the terminal is narrow (at 100 columns: p50, cpu and
 # restarts go); the trend and calls/s go last.
-DROP_ORDER = ("p50_ms", "cpu_percent", "restarts", "rss_bytes", "uptime_s", "errors", "p99_ms")
+DROP_ORDER = ("p50_ms", "cpu_percent", "restarts", "rss_bytes", "instances", "uptime_s", "errors",
+              "p99_ms", "versions")  # fmt: skip
 EVENTS_MAX = 8  # lines of the events pane, at most
 LOGS_NATURAL = 10  # lines of the log pane when the height is not fixed (--once)
 MIN_PANE = 3  # a pane's border and one line
