@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import inspect
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from ._log import log
 Hook = Callable[..., Any]
 MAX_TRACEBACK_CHARS = 8_000
 BYE_LINGER_MS = 2000
+_SDK_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass(slots=True)
@@ -78,7 +80,12 @@ def call_hook(fn: Hook, args: tuple[Any, ...], loop: AsyncWorker | None) -> Any:
 
 
 def traceback_text(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The traceback of what a hook raised, from the author's frames on
+    (the SDK's own, which called the hook, only add noise)."""
+    tb = exc.__traceback__
+    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _SDK_DIR:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
     if len(text) > MAX_TRACEBACK_CHARS:
         text = "...\n" + text[-(MAX_TRACEBACK_CHARS - 4) :]
     return text
