@@ -15,9 +15,10 @@
    one call per caller for the calls in flight at the edges), rollback
    within one step (``step_s`` plus one daemon tick, 0.1 s).
 
-2. A CPU-bound tool (``slow.work``, ``--work-ms`` of busy loop, which holds
-   its process's GIL) with ``instances = 1`` and ``instances = 2``: calls/s
-   each. Target: >= 1.6x on 2 cores.
+2. A CPU-bound tool (``spin``: a Python loop of ``--spin`` iterations, a
+   fixed amount of work that holds its process's GIL; ``slow.work`` would not
+   do, it spins until a wall-clock deadline) with ``instances = 1`` and
+   ``instances = 2``: calls/s each. Target: >= 1.6x on 2 cores.
 
     .venv/bin/python scripts/bench_canary.py [--step-s 3] [--callers 4] [--seconds 8]
 """
@@ -26,14 +27,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from _harness import LocalDaemon, release, skill_table
 
 from orchestrator import UpgradeFailed
 
+SPIN = '''
+@skill.tool()
+def spin(n: int) -> int:
+    """Count to n: CPU work that holds the GIL."""
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+'''
 FAULTY = {'return " ".join([text] * times)': 'raise ValueError("faulty release")'}
 
 
@@ -115,24 +129,26 @@ def _faulty_run(mode: str, callers: int, step_s: float) -> dict[str, Any]:
         }
 
 
-def cpu_bound(callers: int, seconds: float, work_ms: float) -> list[dict[str, Any]]:
+def cpu_bound(callers: int, seconds: float, spin: int) -> list[dict[str, Any]]:
     rows = []
     for n in (1, 2):
-        cfg = skill_table("slow", instances=n, concurrency=8)
-        with LocalDaemon(cfg, prefix="zbi") as d:
-            with Load(d.client, callers, ("slow", "work", {"ms": work_ms})) as load:
+        code = Path(tempfile.mkdtemp(prefix="zbs", dir="/tmp"))
+        try:
+            path = release(code, "slow", "1.0.0", extra=SPIN)
+            cfg = skill_table("slow", path, instances=n, concurrency=8)
+            with (
+                LocalDaemon(cfg, prefix="zbi") as d,
+                Load(d.client, callers, ("slow", "spin", {"n": spin})) as load,
+            ):
                 time.sleep(1.0)
                 t0 = time.monotonic()
                 time.sleep(seconds)
                 t1 = time.monotonic()
-            calls = load.between(t0, t1)
-            rows.append(
-                {
-                    "instances": n,
-                    "calls_per_s": len(calls) / (t1 - t0),
-                    "failed": sum(1 for c in calls if not c[1]),
-                }
-            )
+        finally:
+            shutil.rmtree(code, ignore_errors=True)
+        calls = load.between(t0, t1)
+        failed = sum(1 for c in calls if not c[1])
+        rows.append({"instances": n, "calls_per_s": len(calls) / (t1 - t0), "failed": failed})
     return rows
 
 
@@ -141,7 +157,7 @@ def main() -> None:
     ap.add_argument("--step-s", type=float, default=3.0)
     ap.add_argument("--callers", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=8.0, help="per instances setting")
-    ap.add_argument("--work-ms", type=float, default=20.0)
+    ap.add_argument("--spin", type=int, default=200_000, help="iterations per call")
     a = ap.parse_args()
 
     print(f"1. a faulty release (every call fails), {a.callers} closed-loop callers, "
@@ -159,9 +175,8 @@ def main() -> None:
           f"within one step ({a.step_s:g} s + 0.1 s tick): "
           f"{'yes' if canary['rollback_s'] <= a.step_s + 0.1 + 0.05 else 'NO'}")  # fmt: skip
 
-    print(f"\n2. slow.work ({a.work_ms:g} ms of CPU a call), {2 * 4} closed-loop callers, "
-          f"{a.seconds:g} s each")  # fmt: skip
-    cpu = cpu_bound(8, a.seconds, a.work_ms)
+    print(f"\n2. spin ({a.spin} iterations a call), 8 closed-loop callers, {a.seconds:g} s each")
+    cpu = cpu_bound(8, a.seconds, a.spin)
     print(f"{'instances':<10}{'calls/s':>10}{'failed':>8}")
     for r in cpu:
         print(f"{r['instances']:<10}{r['calls_per_s']:>10.1f}{r['failed']:>8}")
