@@ -8,6 +8,7 @@ Only typer and the standard library at import time: the config loader
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import stat
@@ -73,14 +74,32 @@ def load(config: Path, *, strict: bool = False) -> Config:
     table is good still reaches the daemon when one runs, with a warning on
     stderr; with none running, the file's error is the news. ``up`` and
     ``reload``, which apply the file, are strict."""
+    from ipc import ConfigError
+
     from .._config import load as load_config
-    from .._config import load_link
+    from .._config import load_link, parse
     from .._rundir import RunDir
+    from .served import elsewhere, running_run_dir
 
     if strict:
         cfg = load_config(config)
     else:
-        cfg, error = load_link(config)
+        path = Path(config).expanduser().absolute()
+        try:
+            cfg, error = load_link(path)
+        except ConfigError as exc:  # not even the [daemon] table: follow the daemon's note
+            noted = running_run_dir(path)
+            if noted is None:
+                raise
+            cfg, error = parse({"daemon": {"run_dir": str(noted)}}, path), exc
+        if not RunDir(cfg.run_dir).daemon_running() and (moved := elsewhere(cfg.path, cfg.run_dir)):
+            typer.echo(
+                f"warning: {cfg.path} names run dir {cfg.run_dir}, but the daemon serving "
+                f"it runs on {moved} (started before run_dir changed): commands go there; "
+                "`zskill down`, then `zskill up`, moves it",
+                err=True,
+            )
+            cfg = dataclasses.replace(cfg, run_dir=moved)
         if error is not None and not RunDir(cfg.run_dir).daemon_running():
             raise error
         if error is not None:

@@ -223,3 +223,31 @@ def test_a_config_broken_while_the_daemon_runs_does_not_lock_the_operator_out() 
         assert down.returncode == 0, down.stderr
         assert "zskill daemon stopped" in down.stdout
         assert d.proc is not None and d.proc.wait(10) is not None
+
+
+def test_a_daemon_is_reached_through_a_toml_error_and_a_changed_run_dir() -> None:
+    """A TOML syntax error, or a run_dir changed while the daemon runs, left
+    the file no road to the daemon: `down` said nothing ran, and `up` started
+    a second daemon with the same skills. `up` notes the run dir it serves;
+    commands follow the note, and a second `up` is refused."""
+    with running_daemon({"echo": example("echo")}) as d:
+        d.wait_running("echo")
+        good = d.config.read_text()
+        d.config.write_text(good + "\n[skills.half\n")
+        listed = zskill(d.config, "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "not valid TOML" in listed.stderr and "echo" in listed.stdout
+
+        d.config.write_text(good.replace('run_dir = ".zskill"', 'run_dir = ".moved"'))
+        assert ".moved" in d.config.read_text()
+        moved = zskill(d.config, "call", "echo", "say", "--json", '{"text": "hi"}')
+        assert moved.returncode == 0 and moved.stdout.strip() == "hi", moved.stderr
+        assert "the daemon serving it runs on" in moved.stderr
+        second = up(d.config)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "already serves" in second.stderr and str(d.run_dir) in second.stderr
+        down = zskill(d.config, "down")
+        assert down.returncode == 0 and "zskill daemon stopped" in down.stdout, down.stderr
+        assert d.proc is not None and d.proc.wait(10) is not None
+        gone = zskill(d.config, "down")  # the note went with the daemon: the file rules again
+        assert gone.returncode == 0 and ".moved" in gone.stdout, gone.stdout + gone.stderr

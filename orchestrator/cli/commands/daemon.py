@@ -55,9 +55,17 @@ def up(
     ] = False,
 ) -> None:
     """Start the daemon (in the foreground unless --detach)."""
+    from ..served import elsewhere
+
     cfg = load(config, strict=True)
     for sc in cfg.skills.values():
         sc.file_env()  # an env_file that cannot be read: a config error now (exit 2)
+    if (other := elsewhere(cfg.path, cfg.run_dir)) is not None:
+        raise CliError(
+            f"a zskill daemon already serves {cfg.path} from run dir {other} (run_dir "
+            f"changed since it started); `zskill down` stops it, then `zskill up` starts "
+            f"one on {cfg.run_dir}"
+        )
     if metrics_port is not None:
         import dataclasses
 
@@ -87,6 +95,13 @@ def up(
 def _foreground(cfg: Config, *, quiet: bool, watch: bool) -> None:
     """Run the daemon here until Ctrl-C (or ``zskill down``), showing what
     happens unless ``quiet``, then say what the shutdown stopped."""
+    from ..served import noted
+
+    with noted(cfg.path, cfg.run_dir):  # how commands find it if the file changes
+        _serve_here(cfg, quiet=quiet, watch=watch)
+
+
+def _serve_here(cfg: Config, *, quiet: bool, watch: bool) -> None:
     from ..._daemon.loop import serve
 
     typer.echo(
