@@ -22,6 +22,7 @@ Served metrics (label ``version`` is the skill version that served or runs):
                                                      outcome deployed|rolled_back)
     zskill_skill_up{skill}                           gauge (1 while a process serves)
     zskill_skill_info{skill,version}                 gauge (1 per live version)
+    zskill_version_weight{skill,version}             gauge (percent of calls; a canary's < 100)
     zskill_skill_cpu_percent{skill}                  gauge (process tree)
     zskill_skill_resident_memory_bytes{skill}        gauge (process tree)
 
@@ -50,12 +51,14 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from ipc import ConfigError, Event
 
 from .._status import EventKind, RolloutOp
+from .rollout import Phase
 from .router import InstanceState
 from .stats import BOUNDS
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from .runtime import SkillRuntime
     from .supervisor import Supervisor
 
 log = logging.getLogger("zskill.metrics")
@@ -94,6 +97,7 @@ class SkillSnapshot:
     versions: tuple[VersionSnapshot, ...]
     in_flight: tuple[tuple[str, int], ...]  # (version, calls) of each live version
     upgrades: tuple[tuple[str, str, int], ...]  # (op, outcome, count)
+    weights: tuple[tuple[str, int], ...] = ()  # (version, percent of calls) while live
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +132,19 @@ def take_snapshot(sup: Supervisor, upgrades: dict[tuple[str, str, str], int]) ->
                     for (skill, op, outcome), n in upgrades.items()
                     if skill == rt.name
                 ),
+                weights=_weights(rt),
             )
         )
     return Snapshot(tuple(skills))
+
+
+def _weights(rt: SkillRuntime) -> tuple[tuple[str, int], ...]:
+    """Each live version's share of the calls: a canary's and stable's, or 100."""
+    ar = rt.rollout
+    if ar is not None and ar.machine.phase is Phase.CANARY:
+        w = ar.machine.weight
+        return ((ar.old_version, 100 - w), (ar.new_version, w))
+    return tuple((v, 100) for v in {p.inst.version for p in rt.active()})
 
 
 def cumulative_buckets(hist: tuple[int, ...]) -> list[tuple[str, float]]:
@@ -184,6 +198,11 @@ class SnapshotCollector(Collector):
         info = GaugeMetricFamily(
             "zskill_skill_info", "1 for each live version.", labels=["skill", "version"]
         )
+        weight = GaugeMetricFamily(
+            "zskill_version_weight",
+            "Percent of the calls (without a session) each live version takes.",
+            labels=["skill", "version"],
+        )
         cpu = GaugeMetricFamily(
             "zskill_skill_cpu_percent", "CPU of the process tree.", labels=["skill"]
         )
@@ -198,6 +217,8 @@ class SnapshotCollector(Collector):
             for version, n in s.in_flight:
                 in_flight.add_metric([s.name, version], n)
                 info.add_metric([s.name, version], 1)
+            for version, pct in s.weights:
+                weight.add_metric([s.name, version], pct)
             queued.add_metric([s.name], s.queued)
             restarts.add_metric([s.name], s.restarts)
             for op in UPGRADE_OPS:
@@ -208,7 +229,7 @@ class SnapshotCollector(Collector):
             cpu.add_metric([s.name], s.cpu_percent)
             rss.add_metric([s.name], s.rss_bytes)
         yield from (calls, errors, latency, in_flight, queued, restarts, upgrades, up, info)
-        yield from (cpu, rss)
+        yield from (cpu, rss, weight)
 
 
 class Metrics:

@@ -88,3 +88,24 @@ def test_a_dead_instance_is_topped_up_with_backoff(h: Harness) -> None:
     assert len(again) == 1
     h.hello(again[0])
     assert len(h.rt.active()) == 3
+
+
+def test_metrics_weights_follow_a_canary(tmp_path: Path) -> None:
+    from orchestrator._daemon.canary import CanaryPlan
+    from orchestrator._daemon.metrics import _weights
+
+    h = Harness(tmp_path)
+    try:
+        h.life.start(h.rt)
+        h.hello(h.newest())
+        assert _weights(h.rt) == (("1.0.0", 100),)
+        h.life.upgrade(h.rt, None, canary=CanaryPlan((25, 100), step_s=60))
+        h.hello(h.newest(), version="2.0.0")
+        assert _weights(h.rt) == (("1.0.0", 75), ("2.0.0", 25))
+        st = h.sup.status(h.rt, h.clock())
+        assert {(v["version"], v["role"], v["weight"]) for v in st["versions"]} == {
+            ("1.0.0", "stable", 75),
+            ("2.0.0", "canary", 25),
+        }
+    finally:
+        h.close()
