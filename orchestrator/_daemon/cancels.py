@@ -14,8 +14,9 @@ answered at once -- ``Cancelled`` or ``CallTimeout`` -- and then::
                              │    (event cancel_ignored; ``list`` counts it in cancelling)
                              └─ cancel_grace_s later, still running: the process is
                                   hung; a zero-downtime restart replaces it (the new
-                                  process takes the calls, the old one drains its
-                                  grace_s, then SIGTERM, SIGKILL), so hung calls can
+                                  process takes the calls; the old one, once only
+                                  such calls are left on it, gets SIGTERM at once,
+                                  SIGKILL kill_timeout_s later), so hung calls can
                                   never starve the skill for good
 
 A Cancel can overtake its own call when the client sends them from two
@@ -144,6 +145,9 @@ class Cancels:
             rt = self.life.sup.skills.get(call.skill)
             if rt is None or waited_s < rt.config.settings.cancel_grace_s:
                 continue
+            if inst.state is InstanceState.DRAINING:
+                self._cut_drain(inst.id, now)
+                continue
             if inst.state is not InstanceState.READY or rt.rollout is not None:
                 continue  # already on its way out, or a rollout will replace it
             if rt.desired != "running" or rt.errored:
@@ -164,6 +168,19 @@ class Cancels:
                 restarts=rt.restarts + 1,
             )
             self.life.restart(rt)
+
+    def _cut_drain(self, instance: str, now: float) -> None:
+        """A draining process whose every running call is one its caller gave
+        up on, and that ignored its cancel past cancel_grace_s, is hung: its
+        drain waits for no one, so SIGTERM comes now rather than after grace_s."""
+        proc = self.life.sup.procs.get(instance)
+        if proc is None or proc.drain_deadline is None or proc.drain_deadline <= now:
+            return
+        if all(c.answered and c.call_id in self._watch for c in proc.inst.in_flight.values()):
+            log.info(
+                "%s: its running calls were all cancelled and ignored; ending its drain", instance
+            )
+            proc.drain_deadline = now
 
     def _find(self, client: bytes, req_id: int) -> PendingCall | None:
         """The unanswered call ``req_id`` of ``client``, queued or running. A

@@ -200,3 +200,34 @@ def test_hung_handlers_get_their_process_replaced() -> None:
         restarts = [e for e in zs.events("batch") if e["type"] == "restart"]
         assert restarts and restarts[-1]["data"]["reason"] == "cancel_ignored"
         d.known_pids.add(old_pid)
+
+
+def test_a_hung_process_is_not_drained_for_its_whole_grace() -> None:
+    """The process replaced for a handler that ignored its cancel drained its
+    full grace_s (30 s by default) for a call nobody waits for any more. Once
+    only such calls are left on it, it gets SIGTERM at once."""
+    import psutil
+
+    skills = batch(concurrency=1, cancel_grace_s=1.0, grace_s=60.0, kill_timeout_s=1.0)
+    with running_daemon(skills) as d:
+        old_pid = d.wait_running("batch")["batch"]["pid"]
+        d.known_pids.add(old_pid)
+        zs = d.client()
+        with pytest.raises(CallTimeout):
+            zs.call("batch", "stubborn", {"seconds": 120}, timeout=0.3)
+        st = wait_for(lambda: replaced(d, old_pid), 15.0, what="a new process")
+        assert zs.call("batch", "ping") == f"pong from {st['pid']}"
+
+        def gone() -> bool:
+            try:
+                return psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_for(gone, 10.0, what="the hung process ended well within its 60 s grace")
+        (exit_,) = [
+            e["data"]
+            for e in zs.events("batch", limit=200)
+            if e["type"] == "exit" and e["data"]["pid"] == old_pid
+        ]
+        assert exit_["expected"], exit_  # retired by the restart, not a crash
