@@ -25,7 +25,7 @@ hold secrets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -83,8 +83,9 @@ class Plan:
     def changes_anything(self) -> bool:
         return any(s.action is not Action.KEEP for s in self.skills)
 
-    def summary(self) -> str:
-        """``1 added, 1 removed, 1 restarted, 2 unchanged``."""
+    def summary(self, failed: Collection[str] = ()) -> str:
+        """``1 added, 1 removed, 1 restarted, 2 unchanged``; the skills in
+        ``failed`` counted as failed, not as what was planned for them."""
         words = {
             Action.ADD: "added",
             Action.REMOVE: "removed",
@@ -92,7 +93,10 @@ class Plan:
             Action.UPDATE: "updated in place",
             Action.KEEP: "unchanged",
         }
-        parts = [f"{len(self.names(a))} {w}" for a, w in words.items() if self.names(a)]
+        counts = {w: sum(n not in failed for n in self.names(a)) for a, w in words.items()}
+        parts = [f"{n} {w}" for w, n in counts.items() if n]
+        if failed:
+            parts.append(f"{len(failed)} failed")
         return ", ".join(parts) or "no skills"
 
 

@@ -315,14 +315,14 @@ class Reloader:
             return
         self._pass = None
         skills = [p.outcomes[s.name] for s in p.plan.skills if s.name in p.outcomes]
+        failed = [o["skill"] for o in skills if not o["ok"]]
         result = {
             "config": str(self.config.path),
-            "summary": p.plan.summary(),
-            "ok": all(o["ok"] for o in skills),
+            "summary": p.plan.summary(failed),
+            "ok": not failed,
             "skills": skills,
             "daemon_not_applied": list(p.plan.daemon_keys),
         }
-        failed = [o["skill"] for o in skills if not o["ok"]]
         if failed:
             log.warning("reload: %s failed", ", ".join(failed))
         if p.done is not None:

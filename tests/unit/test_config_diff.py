@@ -99,6 +99,8 @@ def test_summary_counts_each_action() -> None:
     p = plan(config(a={}, b={}, c={}).skills, config(a={}, b={"concurrency": 1}, d={}).skills)
     assert p.summary() == "1 added, 1 removed, 1 restarted, 1 unchanged"
     assert plan({}, {}).summary() == "no skills"
+    # A restart that rolled back is no restart.
+    assert p.summary(failed=["b"]) == "1 added, 1 removed, 1 unchanged, 1 failed"
 
 
 # --- the env_file format ----------------------------------------------------------
