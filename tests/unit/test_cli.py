@@ -592,6 +592,15 @@ def test_list_renders_the_table_and_json(config: Path, fake: FakeClient) -> None
     assert "no skills in" in run("list", "--config", str(config)).stdout
 
 
+def test_list_notes_piped_are_one_line_each(config: Path, fake: FakeClient) -> None:
+    cause = "start failed: " + "x" * 150 + " (SyntaxError: '(' was never closed)"
+    fake.statuses = [dict(STATUS, state="errored", last_exit=cause)]
+    result = run("list", "--config", str(config))
+    assert result.exit_code == EXIT_OK, result.output
+    (note,) = [line for line in result.stdout.splitlines() if line.startswith("echo: ")]
+    assert note.endswith("(`zskill start echo` clears it)")  # not wrapped for grep
+
+
 def test_call_prints_text_as_is_and_the_rest_as_json(config: Path, fake: FakeClient) -> None:
     result = run("call", "echo", "say", "--json", '{"text": "hi", "times": 2}', "--timeout", "5",
                  "--config", str(config))  # fmt: skip

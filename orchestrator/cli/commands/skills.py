@@ -42,7 +42,7 @@ def list_skills(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOut = False) ->
         out.width = max(out.width, natural_width(table))
     out.print(table)
     for note in list_notes(statuses):
-        out.print(note)
+        out.print(note, soft_wrap=not out.is_terminal)  # piped: one line each, for grep
 
 
 def tools(
