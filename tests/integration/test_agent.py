@@ -128,7 +128,10 @@ def test_a_long_task_survives_kills_of_its_loop_and_skill_upgrades(
         assert proc.poll() is None, f"the task ended before kill {n}:\n{proc.communicate()[0]}"
         # A live upgrade while the loop calls the skill, and a kill at a
         # random instant of a step during it.
-        upgrade = pool.submit(client.upgrade, "ledger", from_dir=release(releases, n))
+        # Each release drops the last one's probe tool: a breaking change, on purpose.
+        upgrade = pool.submit(
+            client.upgrade, "ledger", from_dir=release(releases, n), allow_breaking=True
+        )
         progress(proc, ledger, rng.randint(1, 3))
         assert proc.poll() is None, f"the task ended before kill {n}:\n{proc.communicate()[0]}"
         wait_for(lambda: rng.random() < 0.2, interval=0.003)  # a random instant
