@@ -43,6 +43,21 @@ def wait_for(
         time.sleep(interval)
 
 
+ZSKILL = [sys.executable, "-m", "orchestrator"]
+"""The CLI, run as a user runs it (with the environment, so PYTHONPATH holds)."""
+
+
+def zskill(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``zskill ARGS --config CONFIG`` from the config's directory."""
+    return subprocess.run(
+        [*ZSKILL, *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=config.parent,
+    )
+
+
 def short_dir(prefix: str = "zs") -> Path:
     """A temp dir short enough for ipc:// paths (pytest's tmp_path often is not)."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
-from helpers import Daemon, example, running_daemon, short_dir, write_config
+from helpers import Daemon, example, running_daemon, short_dir, write_config, zskill
 
 from orchestrator import MessageTooLarge
 from orchestrator._rundir import RunDir
@@ -147,15 +147,6 @@ def test_garbage_on_every_socket_while_real_calls_run(zs: Daemon) -> None:
     st = {s["name"]: s for s in c.list()}
     assert st["echo"]["state"] == "running" and st["slow"]["state"] == "running"
     assert os.path.exists(ep.control.removeprefix("ipc://"))
-
-
-def zskill(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "nan", "inf"])

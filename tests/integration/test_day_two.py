@@ -10,37 +10,25 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 from helpers import (
     EXAMPLES,
+    ZSKILL,
     example,
     running_daemon,
     short_dir,
     variant,
     wait_for,
     write_config,
+    zskill,
 )
 
 from orchestrator import InvalidArguments, RemoteError, ToolNotFound, UpgradeInProgress
-
-ZSKILL = [sys.executable, "-m", "orchestrator"]
-
-
-def zskill(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ZSKILL, *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=config.parent,
-    )
 
 
 def test_counters_tell_the_skills_failures_from_the_callers_and_refusals() -> None:

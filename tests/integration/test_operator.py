@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -22,10 +21,18 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import EXAMPLES, Daemon, example, running_daemon, short_dir, variant, wait_for
+from helpers import (
+    EXAMPLES,
+    ZSKILL,
+    Daemon,
+    example,
+    running_daemon,
+    short_dir,
+    variant,
+    wait_for,
+    zskill,
+)
 from prometheus_client.parser import text_string_to_metric_families
-
-ZSKILL = [sys.executable, "-m", "orchestrator"]
 
 # A release of echo that prints on both streams: what the log tests read.
 TALKER = """
@@ -39,16 +46,6 @@ def shout(text: str) -> str:
     print(f"err {text}", file=_sys.stderr)
     return text
 """
-
-
-def zskill(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ZSKILL, *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=config.parent,
-    )
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import json
 import re
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,22 +26,11 @@ from helpers import (
     variant,
     wait_for,
     write_config,
+    zskill,
 )
 
 from ipc import ConfigError
 from orchestrator import AsyncClient
-
-ZSKILL = [sys.executable, "-m", "orchestrator"]
-
-
-def zskill(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ZSKILL, *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=config.parent,
-    )
 
 
 @pytest.fixture
