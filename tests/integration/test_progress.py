@@ -225,9 +225,13 @@ def test_a_hung_process_is_not_drained_for_its_whole_grace() -> None:
                 return True
 
         wait_for(gone, 10.0, what="the hung process ended well within its 60 s grace")
-        (exit_,) = [
-            e["data"]
-            for e in zs.events("batch", limit=200)
-            if e["type"] == "exit" and e["data"]["pid"] == old_pid
-        ]
+        (exit_,) = wait_for(  # the daemon reaps it a moment after it is a zombie
+            lambda: [
+                e["data"]
+                for e in zs.events("batch", limit=200)
+                if e["type"] == "exit" and e["data"]["pid"] == old_pid
+            ],
+            5.0,
+            what="its exit event",
+        )
         assert exit_["expected"], exit_  # retired by the restart, not a crash
